@@ -1,0 +1,5 @@
+"""`python -m bot` is `unmark`."""
+
+from bot.cli import main
+
+main()

@@ -1,0 +1,164 @@
+"""`unmark`: the composition root. Reads Settings once, opens the service, starts what was asked for."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import sys
+from dataclasses import asdict
+from pathlib import Path
+
+import click
+
+from bot.config import Settings, SettingsError, load_settings
+from bot.errors import EngineBroken
+
+logger = logging.getLogger("unmark")
+
+
+def _settings(*, quiet: bool = False) -> Settings:
+    """Read the settings once; ``quiet`` commands log only warnings unless UNMARK_LOG_LEVEL says otherwise."""
+    try:
+        settings = load_settings()
+    except SettingsError as error:
+        click.echo(f"unmark: bad setting {error}", err=True)
+        sys.exit(2)
+    level = "WARNING" if quiet and "log_level" not in settings.model_fields_set else settings.log_level
+    logging.basicConfig(level=level, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # httpx logs every request URL at INFO; a Telegram URL contains the bot token.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.getLogger("httpcore").setLevel(logging.WARNING)
+    return settings
+
+
+def _run_async(coroutine) -> None:  # type: ignore[no-untyped-def]
+    """Run a command's coroutine; a failure we can name becomes one line and exit status 2."""
+    try:
+        asyncio.run(coroutine)
+    except (SettingsError, EngineBroken) as error:
+        click.echo(f"unmark: {error}", err=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """Remove watermarks from images, in Telegram, Slack or this terminal."""
+
+
+@main.command()
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("unmark-out"),
+              show_default=True, help="Folder the shell chat writes results into.")
+def run(out: Path) -> None:
+    """Start every platform configured in the environment; with none, a chat in this terminal."""
+    settings = _settings()
+
+    async def serve() -> None:
+        from adapters import plan, shell  # the one place bot/ reaches into adapters
+
+        from bot.core import open_service
+
+        runners = plan(settings)
+        async with open_service(settings) as service, asyncio.TaskGroup() as group:
+            for runner in runners:
+                if runner is shell.run:
+                    group.create_task(shell.run(service, settings, out_dir=out))
+                else:
+                    group.create_task(runner(service, settings))
+
+    _run_async(serve())
+
+
+@main.command()
+@click.argument("sources", nargs=-1, required=True)
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("unmark-out"),
+              show_default=True, help="Folder the cleaned images are written into.")
+def clean(sources: tuple[str, ...], out: Path) -> None:
+    """Clean images (paths or http(s) links) once; exit status 0 only if every one succeeded."""
+    settings = _settings(quiet=True)
+    failures = 0
+
+    async def clean_all() -> None:
+        nonlocal failures
+        from tqdm import tqdm
+
+        from adapters.shell import ShellReplies, job_for, local_chat
+        from bot.core import open_service
+
+        chat = local_chat("cli")
+        several = len(sources) > 1
+        async with open_service(settings) as service:
+            with tqdm(total=len(sources), unit="image", disable=not several, file=sys.stderr) as bar:
+                for source in sources:
+                    replies = ShellReplies(out, stream=_TqdmLines(bar, prefix=f"{source}: "),
+                                           status=None if several else sys.stderr)
+                    outcome = await service.handle(job_for(service, chat, source), replies)
+                    failures += not outcome.ok
+                    bar.update()
+
+    _run_async(clean_all())
+    sys.exit(1 if failures else 0)
+
+
+@main.command()
+@click.option("--platform", help="Only this platform (telegram, slack, shell, cli).")
+@click.option("--chat", "chat_id", help="Only this chat id.")
+@click.option("--days", type=click.IntRange(min=1), help="Only chats active in the last N days.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def usage(platform: str | None, chat_id: str | None, days: int | None, as_json: bool) -> None:
+    """Show usage per chat from the jobs database."""
+    settings = _settings(quiet=True)
+
+    async def show() -> None:
+        from bot.usage import UsageStore
+
+        async with UsageStore.open(settings.database) as store:
+            rows = await store.usage(platform=platform, chat_id=chat_id, days=days)
+        if as_json:
+            click.echo(json.dumps([asdict(row) for row in rows], indent=2))
+        else:
+            click.echo(format_usage(rows))
+
+    _run_async(show())
+
+
+def format_usage(rows: list) -> str:  # type: ignore[type-arg]
+    """A plain table of usage rows."""
+    header = ("platform", "chat", "today", "30 days", "all time", "failed", "cached", "success", "median s")
+    lines = [header]
+    for row in rows:
+        lines.append((
+            row.platform, row.chat_id, str(row.today), str(row.last_30_days), str(row.all_time), str(row.failed),
+            str(row.cached), "-" if row.success_rate is None else f"{row.success_rate:.0%}",
+            "-" if row.median_seconds is None else f"{row.median_seconds:.1f}",
+        ))
+    if len(lines) == 1:
+        return "No jobs recorded yet."
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+    return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip() for line in lines)
+
+
+class _TqdmLines:
+    """A text stream that prints whole lines above a tqdm bar, each prefixed with its source."""
+
+    def __init__(self, bar, prefix: str) -> None:  # type: ignore[no-untyped-def]
+        self.bar, self.prefix = bar, prefix
+
+    def write(self, text: str) -> None:
+        for line in text.splitlines():
+            if line:
+                self.bar.write(self.prefix + line, file=sys.stdout)
+
+    def flush(self) -> None:
+        pass
+
+    def isatty(self) -> bool:
+        return False
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,101 @@
+"""Settings: every environment variable unmark reads, typed, read once; secrets masked."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+DEFAULT_PICWISH_URL = "https://techhk.aoscdn.com"
+
+
+class Settings(BaseSettings):
+    """The one configuration object, built in ``bot.cli.main`` and passed down explicitly."""
+
+    model_config = SettingsConfigDict(env_file=".env", frozen=True, extra="ignore", populate_by_name=True)
+
+    picwish_api_key: SecretStr | None = Field(None, validation_alias="PICWISH_API_KEY")
+    picwish_api_url: str = Field(DEFAULT_PICWISH_URL, validation_alias="PICWISH_API_URL")
+    picwish_timeout: float = Field(60.0, gt=0, validation_alias="PICWISH_TIMEOUT")
+    database: Path = Field(Path("unmark.sqlite3"), validation_alias="UNMARK_DATABASE")
+    daily_limit: int = Field(50, ge=0, validation_alias="UNMARK_DAILY_LIMIT")
+    concurrency: int = Field(4, ge=1, le=64, validation_alias="UNMARK_CONCURRENCY")
+    admins: Annotated[frozenset[str], NoDecode] = Field(frozenset(), validation_alias="UNMARK_ADMINS")
+    allow_private_urls: bool = Field(False, validation_alias="UNMARK_ALLOW_PRIVATE_URLS")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", validation_alias="UNMARK_LOG_LEVEL")
+    telegram_bot_token: SecretStr | None = Field(None, validation_alias="TELEGRAM_BOT_TOKEN")
+    telegram_api_url: str = Field("https://api.telegram.org", validation_alias="TELEGRAM_API_URL")
+    telegram_webhook_url: str | None = Field(None, validation_alias="TELEGRAM_WEBHOOK_URL")
+    telegram_webhook_secret: SecretStr | None = Field(None, validation_alias="TELEGRAM_WEBHOOK_SECRET")
+    slack_bot_token: SecretStr | None = Field(None, validation_alias="SLACK_BOT_TOKEN")
+    slack_app_token: SecretStr | None = Field(None, validation_alias="SLACK_APP_TOKEN")
+    slack_signing_secret: SecretStr | None = Field(None, validation_alias="SLACK_SIGNING_SECRET")
+    slack_api_url: str = Field("https://slack.com/api/", validation_alias="SLACK_API_URL")
+    port: int = Field(8080, ge=1, le=65535, validation_alias="PORT")
+
+    @field_validator("admins", mode="before")
+    @classmethod
+    def _parse_admins(cls, value: Any) -> frozenset[str]:
+        """``telegram:123,slack:U456`` → {"telegram:123", "slack:U456"}."""
+        if isinstance(value, str):
+            entries = [part.strip() for part in value.split(",") if part.strip()]
+        else:
+            entries = list(value or ())
+        for entry in entries:
+            platform, _, user = entry.partition(":")
+            if not platform or not user:
+                raise ValueError(f"expected platform:user_id, got {entry!r}")
+        return frozenset(entries)
+
+    @field_validator("picwish_api_url", "telegram_api_url", "slack_api_url", "telegram_webhook_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError(f"must start with http:// or https://, got {value!r}")
+        return value
+
+    @field_validator("picwish_api_key", "telegram_bot_token", "slack_bot_token", "slack_app_token",
+                     "slack_signing_secret", "telegram_webhook_secret", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: Any) -> Any:
+        # `PICWISH_API_KEY=` in a .env means "not set", not "an empty key".
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @property
+    def uses_picwish(self) -> bool:
+        """A PicWish key selects the API; without one the local engine runs."""
+        return self.picwish_api_key is not None
+
+    @property
+    def telegram_mode(self) -> Literal["webhook", "polling"] | None:
+        """How Telegram is reached, or None when it is not configured."""
+        if self.telegram_bot_token is None:
+            return None
+        return "webhook" if self.telegram_webhook_url else "polling"
+
+    @property
+    def slack_mode(self) -> Literal["socket", "http"] | None:
+        """Socket Mode with an app token, HTTP with only a signing secret, else None."""
+        if self.slack_bot_token is None:
+            return None
+        return "socket" if self.slack_app_token else "http"
+
+    def is_admin(self, platform: str, user_id: str) -> bool:
+        """Whether this user may see global stats and is exempt from the daily limit."""
+        return f"{platform}:{user_id}" in self.admins
+
+
+class SettingsError(Exception):
+    """A bad environment variable; the message is one line that names it."""
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read the environment (and ``.env``) once; a bad value raises SettingsError naming the variable."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        name = str(first["loc"][0]) if first["loc"] else "settings"
+        raise SettingsError(f"{name}: {first['msg']}") from None

@@ -1,0 +1,125 @@
+"""Every sentence a person reads, worded once so Telegram, Slack and the shell say the same thing."""
+
+from __future__ import annotations
+
+import time
+
+from bot import errors
+from bot.images import MAX_BYTES, MAX_SIDE, MIN_SIDE
+
+HELP = (
+    "Send me a photo or an image file (jpg, png, bmp; webp, gif and tiff are converted) and I'll send it "
+    f"back without its watermark, at full quality. Images must be {MIN_SIDE}–{MAX_SIDE} px a side and at "
+    f"most {MAX_BYTES // 2**20} MB. Privacy: your image is used only to clean it; the result is kept for "
+    "one hour so a resend is instant, and I record only sizes and timings, never the pixels."
+)
+SHELL_HELP = (
+    "Type the path of an image (or an http(s) link) and press Enter; the result is written to the output "
+    "folder. Commands: /help, /usage, /quit."
+)
+SHELL_HINT = (
+    "No chat platform configured, so this is the local shell. Set TELEGRAM_BOT_TOKEN or SLACK_BOT_TOKEN "
+    "to run the bot in Telegram or Slack."
+)
+WORKING = "Removing the watermark…"
+CACHED = "I cleaned this exact image within the hour; here it is again."
+INTERNAL_ERROR = "Something went wrong on my side. Please try again in a minute."
+NOT_A_COMMAND = "I don't know that command. Type /help to see what I can do."
+
+
+def queued(position: int) -> str:
+    """The chat's other images go first."""
+    ahead = position - 1
+    noun = "image" if ahead == 1 else "images"
+    return f"Queued: {ahead} {noun} ahead of this one in this chat. I'll start on it right after."
+
+
+def progress(percent: int) -> str:
+    """The status line while the remover works."""
+    return f"{WORKING} {max(0, min(100, percent))}%"
+
+
+def done_caption(seconds: float, *, cached: bool = False) -> str:
+    """The caption under a cleaned image."""
+    if cached:
+        return CACHED
+    return f"Watermark removed in {seconds:.1f} s."
+
+
+def usage_summary(*, today: int, limit: int, exempt: bool, last_30_days: int, all_time: int,
+                  success_rate: float | None, median_seconds: float | None) -> str:
+    """This chat's usage, as /usage shows it."""
+    if exempt or limit == 0:
+        remaining = "no daily limit applies here"
+    else:
+        remaining = f"{max(0, limit - today)} of {limit} left today (resets at 00:00 UTC)"
+    parts = [f"Images cleaned today: {today}; {remaining}.", f"Last 30 days: {last_30_days}; all time: {all_time}."]
+    if success_rate is not None:
+        parts.append(f"Success rate {success_rate:.0%}")
+        if median_seconds is not None:
+            parts[-1] += f", median time {median_seconds:.1f} s"
+        parts[-1] += "."
+    return " ".join(parts)
+
+
+def _megabytes(size: int) -> str:
+    return f"{size / 2**20:.0f} MB"
+
+
+def describe(error: errors.UnmarkError) -> str:
+    """The one plain sentence a person reads for a failure: what happened and what to do."""
+    match error:
+        case errors.NotAnImage(detected="pdf"):
+            return "That's a PDF, not an image. Send me a jpg, png or bmp."
+        case errors.NotAnImage(detected="html"):
+            return "That link leads to a web page, not an image. Send a direct link to the image, or the image itself."
+        case errors.NotAnImage(detected="heic"):
+            return "I can't read HEIC images here. Send it as a jpg or png instead."
+        case errors.NotAnImage():
+            return "That file isn't a valid image. Send me a jpg, png or bmp."
+        case errors.ImageTooSmall(width=width, height=height):
+            return f"That image is only {width}×{height} px; I need at least {MIN_SIDE} px on each side."
+        case errors.ImageTooLarge(width=int(width), height=int(height)):
+            return (f"That image is {width}×{height} px; the most I can take is {MAX_SIDE} px a side. "
+                    "Please scale it down and send it again.")
+        case errors.ImageTooLarge():
+            return f"That image has too many pixels; the most I can take is {MAX_SIDE} px a side."
+        case errors.FileTooLarge(size=int(size), limit=limit):
+            return (f"That file is {_megabytes(size)}; the most I can take is {_megabytes(limit)}. "
+                    "Please send a smaller or compressed copy.")
+        case errors.FileTooLarge(limit=limit):
+            return f"That file is too big; the most I can take is {_megabytes(limit)}."
+        case errors.UnreachableLink():
+            return "I couldn't download an image from that link. Check that it is public and try again."
+        case errors.UnreadableFile(path=path):
+            return f"I can't read {path}. Check the path and try again."
+        case errors.QuotaExceeded(limit=limit, resets_at=resets_at):
+            hours = max(1, round((resets_at - time.time()) / 3600))
+            return (f"This chat has used its {limit} images for today. The limit resets at 00:00 UTC, "
+                    f"in about {hours} h.")
+        case errors.RemoverBusy():
+            return "The watermark service is busy right now. Please send the image again in a minute."
+        case errors.RemoverUnavailable():
+            return "The watermark service is not answering right now. Please try again in a few minutes."
+        case errors.InvalidApiKey():
+            return "The watermark service is misconfigured. The bot's operator has been told."
+        case errors.RemovalTimedOut():
+            return "Removing the watermark took too long. Please try again, or send a smaller image."
+        case errors.ResultExpired():
+            return "The cleaned image expired before I could fetch it. Please send the image again."
+        case errors.EngineBroken():
+            return "The local watermark engine is broken on this server. The bot's operator has been told."
+        case errors.RemovalFailed():
+            return "I couldn't remove the watermark from this image. Try another copy of it, or another image."
+    return INTERNAL_ERROR
+
+
+ADMINS_ONLY = "Global stats are for the bot's admins only. /usage shows this chat's usage."
+
+
+def global_summary(today: int, last_30_days: int, all_time: int, failed: int, cached: int, chats: int,
+                   median_seconds: float | None) -> str:
+    """Everyone's usage, for admins."""
+    median = f"; median time {median_seconds:.1f} s" if median_seconds is not None else ""
+    return (f"All chats: {today} images today, {last_30_days} in 30 days ({chats} active chats), {all_time} all "
+            f"time; {failed} failed, {cached} answered from the cache{median}.")

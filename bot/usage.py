@@ -1,0 +1,306 @@
+"""UsageStore: one SQLite file (WAL) with a row per job, daily quotas, stats and the one-hour result cache."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import statistics
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiosqlite
+
+from bot.errors import QuotaExceeded
+from bot.images import Image
+from bot.jobs import ChatRef
+
+logger = logging.getLogger(__name__)
+
+DAY = 86_400
+RESULT_TTL = 3_600  # PicWish keeps results an hour; so do we, for instant answers to a resend
+
+# Appended, never edited: migration N brings a database from user_version N-1 to N.
+MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE jobs (
+        id          INTEGER PRIMARY KEY,
+        platform    TEXT    NOT NULL,
+        chat_id     TEXT    NOT NULL,
+        user_id     TEXT    NOT NULL,
+        backend     TEXT    NOT NULL,               -- picwish | local
+        filename    TEXT,
+        task_id     TEXT,                           -- PicWish task, kept to resume after a restart
+        sha256      TEXT,                           -- of the normalised input
+        bytes_in    INTEGER, width_in  INTEGER, height_in  INTEGER,
+        bytes_out   INTEGER, width_out INTEGER, height_out INTEGER,
+        state       TEXT    NOT NULL,               -- queued | running | done | failed | interrupted
+        error_code  TEXT,                           -- UnmarkError.code when failed
+        cached      INTEGER NOT NULL DEFAULT 0,     -- answered from the result cache, no API call
+        counted     INTEGER NOT NULL DEFAULT 0,     -- holds one of the chat's daily images
+        queued_ms   INTEGER, api_ms INTEGER, total_ms INTEGER,
+        created_at  REAL    NOT NULL,
+        started_at  REAL,
+        finished_at REAL
+    );
+    CREATE INDEX jobs_by_chat ON jobs (platform, chat_id, created_at);
+    CREATE INDEX jobs_by_state ON jobs (state);
+    CREATE TABLE results (
+        sha256     TEXT PRIMARY KEY,                -- of the input the result belongs to
+        data       BLOB    NOT NULL,
+        format     TEXT    NOT NULL,
+        width      INTEGER NOT NULL,
+        height     INTEGER NOT NULL,
+        created_at REAL    NOT NULL
+    );
+    """,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """How much one chat (or everyone, when ``chat`` is None) used the bot."""
+
+    platform: str | None
+    chat_id: str | None
+    today: int
+    last_30_days: int
+    all_time: int
+    failed: int
+    cached: int
+    success_rate: float | None  # done / (done + failed), over all time
+    median_seconds: float | None  # of successful jobs in the last 30 days
+
+
+@dataclass(frozen=True, slots=True)
+class PendingTask:
+    """A PicWish task cut off by a restart that can still be finished within its hour."""
+
+    job_id: int
+    task_id: str
+    sha256: str
+
+
+def day_start(now: float) -> float:
+    """Midnight UTC of the day ``now`` falls in: quotas reset there."""
+    return now - now % DAY
+
+
+class UsageStore:
+    """Every job and its outcome, per chat, on one aiosqlite connection."""
+
+    def __init__(self, db: aiosqlite.Connection) -> None:
+        self._db = db
+
+    @classmethod
+    @contextlib.asynccontextmanager
+    async def open(cls, path: Path | str) -> AsyncIterator[UsageStore]:
+        """Connect, migrate and close however we leave."""
+        async with aiosqlite.connect(path) as db:
+            db.row_factory = aiosqlite.Row
+            await db.execute("PRAGMA journal_mode=WAL")
+            await db.execute("PRAGMA synchronous=NORMAL")
+            await db.execute("PRAGMA busy_timeout=5000")
+            await migrate(db)
+            yield cls(db)
+
+    async def start(self, chat: ChatRef, *, backend: str, filename: str | None = None) -> int:
+        """Open a row for a new job, queued; every job gets one, whatever happens later."""
+        cursor = await self._db.execute(
+            "INSERT INTO jobs (platform, chat_id, user_id, backend, filename, state, created_at)"
+            " VALUES (?, ?, ?, ?, ?, 'queued', ?)",
+            (chat.platform, chat.chat_id, chat.user_id, backend, filename, time.time()),
+        )
+        await self._db.commit()
+        assert cursor.lastrowid is not None
+        return cursor.lastrowid
+
+    async def begin(self, job_id: int) -> None:
+        """The job's turn has come: it leaves the queue."""
+        now = time.time()
+        await self._db.execute(
+            "UPDATE jobs SET state = 'running', started_at = ?,"
+            " queued_ms = CAST((? - created_at) * 1000 AS INTEGER) WHERE id = ?",
+            (now, now, job_id),
+        )
+        await self._db.commit()
+
+    async def record_input(self, job_id: int, image: Image) -> None:
+        """Remember what came in: hash and size."""
+        await self._db.execute(
+            "UPDATE jobs SET sha256 = ?, bytes_in = ?, width_in = ?, height_in = ? WHERE id = ?",
+            (image.sha256, len(image.data), image.width, image.height, job_id),
+        )
+        await self._db.commit()
+
+    async def claim(self, job_id: int, chat: ChatRef, *, limit: int) -> None:
+        """Take one of the chat's images for today, or raise QuotaExceeded; 0 means unlimited."""
+        now = time.time()
+        if limit == 0:
+            cursor = await self._db.execute("UPDATE jobs SET counted = 1 WHERE id = ?", (job_id,))
+        else:
+            # One statement, so two jobs of the same chat cannot both take the last image.
+            cursor = await self._db.execute(
+                "UPDATE jobs SET counted = 1 WHERE id = ? AND ("
+                " SELECT COUNT(*) FROM jobs WHERE platform = ? AND chat_id = ? AND counted = 1"
+                " AND state IN ('running', 'done') AND created_at >= ?) < ?",
+                (job_id, chat.platform, chat.chat_id, day_start(now), limit),
+            )
+        await self._db.commit()
+        if cursor.rowcount == 0:
+            raise QuotaExceeded(limit, int(day_start(now) + DAY))
+
+    async def set_task(self, job_id: int, task_id: str) -> None:
+        """Keep PicWish's task id so a restart can resume instead of paying again."""
+        await self._db.execute("UPDATE jobs SET task_id = ? WHERE id = ?", (task_id, job_id))
+        await self._db.commit()
+
+    async def finish(self, job_id: int, *, error_code: str | None = None, result: Image | None = None,
+                     cached: bool = False, api_ms: int | None = None) -> None:
+        """Close the job's row: done with a result, or failed with the error's code."""
+        now = time.time()
+        await self._db.execute(
+            "UPDATE jobs SET state = ?, error_code = ?, cached = ?, api_ms = ?, finished_at = ?,"
+            " total_ms = CAST((? - created_at) * 1000 AS INTEGER),"
+            " bytes_out = ?, width_out = ?, height_out = ? WHERE id = ?",
+            (
+                _state(error_code), error_code, int(cached), api_ms, now, now,
+                len(result.data) if result else None, result.width if result else None,
+                result.height if result else None, job_id,
+            ),
+        )
+        await self._db.commit()
+
+    async def remember_result(self, sha256: str, result: Image) -> None:
+        """Keep a result an hour so the same image sent again is answered without the API."""
+        now = time.time()
+        await self._db.execute("DELETE FROM results WHERE created_at < ?", (now - RESULT_TTL,))
+        await self._db.execute(
+            "INSERT OR REPLACE INTO results (sha256, data, format, width, height, created_at)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (sha256, result.data, result.format, result.width, result.height, now),
+        )
+        await self._db.commit()
+
+    async def recent_result(self, sha256: str) -> Image | None:
+        """The result for this input if it was cleaned within the hour."""
+        async with self._db.execute(
+            "SELECT data, format, width, height FROM results WHERE sha256 = ? AND created_at >= ?",
+            (sha256, time.time() - RESULT_TTL),
+        ) as cursor:
+            row = await cursor.fetchone()
+        if row is None:
+            return None
+        return Image(data=row["data"], format=row["format"], width=row["width"], height=row["height"],
+                     sha256=hashlib.sha256(row["data"]).hexdigest())
+
+    async def recover(self) -> list[PendingTask]:
+        """At start: mark jobs cut off by the last exit interrupted; return PicWish tasks still in their hour."""
+        cutoff = time.time() - RESULT_TTL
+        async with self._db.execute(
+            "SELECT id, task_id, sha256 FROM jobs WHERE state IN ('queued', 'running', 'interrupted')"
+            " AND task_id IS NOT NULL"
+            " AND sha256 IS NOT NULL AND backend = 'picwish' AND created_at >= ?",
+            (cutoff,),
+        ) as cursor:
+            pending = [PendingTask(row["id"], row["task_id"], row["sha256"]) for row in await cursor.fetchall()]
+        cursor = await self._db.execute(
+            "UPDATE jobs SET state = 'interrupted', error_code = 'interrupted', finished_at = ?"
+            " WHERE state IN ('queued', 'running')",
+            (time.time(),),
+        )
+        await self._db.commit()
+        if cursor.rowcount:
+            logger.warning("%d job(s) were cut off by the last exit; %d can be resumed", cursor.rowcount, len(pending))
+        return pending
+
+    async def mark_resumed(self, job_id: int, result: Image) -> None:
+        """An interrupted PicWish task finished after the restart; its result is in the cache."""
+        await self._db.execute(
+            "UPDATE jobs SET state = 'done', error_code = NULL, bytes_out = ?, width_out = ?, height_out = ?"
+            " WHERE id = ?",
+            (len(result.data), result.width, result.height, job_id),
+        )
+        await self._db.commit()
+
+    async def chat_usage(self, chat: ChatRef) -> Usage:
+        """This chat's usage: today, last 30 days, all time, success rate, median time."""
+        rows = await self.usage(platform=chat.platform, chat_id=chat.chat_id)
+        if rows:
+            return rows[0]
+        return Usage(chat.platform, chat.chat_id, 0, 0, 0, 0, 0, None, None)
+
+    async def totals(self) -> Usage:
+        """Everyone's usage together, for admins."""
+        return (await self.usage(group_by_chat=False))[0]
+
+    async def usage(self, *, platform: str | None = None, chat_id: str | None = None, days: int | None = None,
+                    group_by_chat: bool = True) -> list[Usage]:
+        """Usage per chat (busiest first), optionally filtered; ``days`` limits to chats active recently."""
+        now = time.time()
+        where, params = ["1 = 1"], []
+        if platform:
+            where.append("platform = ?")
+            params.append(platform)
+        if chat_id:
+            where.append("chat_id = ?")
+            params.append(chat_id)
+        columns = "platform, chat_id" if group_by_chat else "NULL AS platform, NULL AS chat_id"
+        grouping = "GROUP BY platform, chat_id" if group_by_chat else ""
+        query = f"""
+            SELECT {columns},
+                   SUM(state = 'done' AND created_at >= ?) AS today,
+                   SUM(state = 'done' AND created_at >= ?) AS last_30_days,
+                   SUM(state = 'done') AS all_time,
+                   SUM(state IN ('failed', 'interrupted')) AS failed,
+                   SUM(cached) AS cached,
+                   MAX(created_at) AS last_seen
+            FROM jobs WHERE {" AND ".join(where)} {grouping}
+            ORDER BY last_30_days DESC, all_time DESC
+        """
+        async with self._db.execute(query, (day_start(now), now - 30 * DAY, *params)) as cursor:
+            rows = await cursor.fetchall()
+        result = []
+        for row in rows:
+            if days is not None and group_by_chat and (row["last_seen"] or 0) < now - days * DAY:
+                continue
+            done, failed = row["all_time"] or 0, row["failed"] or 0
+            result.append(Usage(
+                platform=row["platform"], chat_id=row["chat_id"], today=row["today"] or 0,
+                last_30_days=row["last_30_days"] or 0, all_time=done, failed=failed, cached=row["cached"] or 0,
+                success_rate=done / (done + failed) if done + failed else None,
+                median_seconds=await self._median_seconds(row["platform"], row["chat_id"], now - 30 * DAY),
+            ))
+        return result
+
+    async def _median_seconds(self, platform: str | None, chat_id: str | None, since: float) -> float | None:
+        where = "state = 'done' AND cached = 0 AND created_at >= ?"
+        params: list[object] = [since]
+        if platform is not None:
+            where += " AND platform = ? AND chat_id = ?"
+            params += [platform, chat_id]
+        async with self._db.execute(f"SELECT total_ms FROM jobs WHERE {where} AND total_ms IS NOT NULL",
+                                    params) as cursor:
+            times = [row[0] for row in await cursor.fetchall()]
+        return statistics.median(times) / 1000 if times else None
+
+
+def _state(error_code: str | None) -> str:
+    if error_code is None:
+        return "done"
+    return "interrupted" if error_code == "interrupted" else "failed"
+
+
+async def migrate(db: aiosqlite.Connection) -> int:
+    """Apply the migrations this database has not seen; each one is atomic with its version bump."""
+    async with db.execute("PRAGMA user_version") as cursor:
+        row = await cursor.fetchone()
+    version = int(row[0]) if row else 0
+    if version > len(MIGRATIONS):
+        raise RuntimeError(f"database schema {version} is newer than this unmark ({len(MIGRATIONS)})")
+    for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+        await db.executescript(f"BEGIN;\n{script}\nPRAGMA user_version = {number};\nCOMMIT;")
+        logger.info("database migrated to schema %d", number)
+    return len(MIGRATIONS)

@@ -1,0 +1,67 @@
+"""Shared fixtures: clean environment, settings on a temporary database, the PicWish fake and client."""
+
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import httpx
+import numpy as np
+import PIL.Image
+import pytest
+
+from bot.config import Settings
+from bot.picwish import PicWishClient
+from tests.fakes.picwish import FakePicWish
+
+KEY = "test-key"
+ENV_PREFIXES = ("PICWISH_", "TELEGRAM_", "SLACK_", "UNMARK_")
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
+    """A developer's own tokens or .env never leak into a test."""
+    for name in list(os.environ):
+        if name.startswith(ENV_PREFIXES) or name == "PORT":
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
+    yield
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings(database=tmp_path / "unmark.sqlite3", _env_file=None)
+
+
+@pytest.fixture
+def fake() -> FakePicWish:
+    return FakePicWish(keys={KEY})
+
+
+@pytest.fixture
+async def client(fake: FakePicWish) -> AsyncIterator[PicWishClient]:
+    """The real client, talking to the fake in-process; fast polling, quick back-off, no QPS limits."""
+    fake.qps = None
+    http = httpx.AsyncClient(transport=httpx.ASGITransport(app=fake.app))
+    async with http:
+        yield PicWishClient(KEY, base_url="http://picwish.test", http=http, poll_interval=0.01,
+                            backoff=0.01, requests_per_second=None)
+
+
+def jpeg(width: int = 640, height: int = 480, *, seed: int = 0, quality: int = 90, **save: object) -> bytes:
+    """A photo-like JPEG of the given size (smooth gradient plus a little noise)."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:height, 0:width]
+    base = np.stack([x * 255 / max(width, 1), y * 255 / max(height, 1), (x + y) * 127 / max(width + height, 1)], -1)
+    pixels = np.clip(base + rng.normal(0, 8, base.shape), 0, 255).astype(np.uint8)
+    out = io.BytesIO()
+    PIL.Image.fromarray(pixels).save(out, "JPEG", quality=quality, **save)
+    return out.getvalue()
+
+
+def encode(picture: PIL.Image.Image, fmt: str, **save: object) -> bytes:
+    out = io.BytesIO()
+    picture.save(out, fmt, **save)
+    return out.getvalue()

@@ -1,0 +1,103 @@
+"""UsageStore on a real SQLite file: migrations, quotas, stats, interrupted jobs."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from bot import images, usage
+from bot.errors import QuotaExceeded
+from bot.jobs import ChatRef
+from bot.usage import UsageStore
+from tests.conftest import jpeg
+
+CHAT = ChatRef("slack", "T1/C1", "U1")
+
+
+async def test_a_new_database_is_migrated_in_wal_mode(tmp_path: Path) -> None:
+    path = tmp_path / "u.sqlite3"
+    async with UsageStore.open(path):
+        pass
+    async with UsageStore.open(path):  # opening again migrates nothing
+        pass
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == len(usage.MIGRATIONS)
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+async def test_a_failing_migration_leaves_the_version_unchanged(tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "u.sqlite3"
+    async with UsageStore.open(path):
+        pass
+    monkeypatch.setattr(usage, "MIGRATIONS", (*usage.MIGRATIONS, "ALTER TABLE jobs ADD COLUMN x; SELECT nonsense FROM nowhere;"))
+    with pytest.raises(sqlite3.OperationalError):
+        async with UsageStore.open(path):
+            pass
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == 1
+        assert "x" not in [row[1] for row in db.execute("PRAGMA table_info(jobs)")]
+
+
+async def test_quota_counts_only_successful_images_of_today(tmp_path: Path) -> None:
+    async with UsageStore.open(tmp_path / "u.sqlite3") as store:
+        first = await store.start(CHAT, backend="local")
+        await store.begin(first)
+        await store.claim(first, CHAT, limit=2)
+        await store.finish(first, error_code="remover_down")  # failed: gives its image back
+        for _ in range(2):
+            job = await store.start(CHAT, backend="local")
+            await store.begin(job)
+            await store.claim(job, CHAT, limit=2)
+            await store.finish(job)
+        late = await store.start(CHAT, backend="local")
+        await store.begin(late)
+        with pytest.raises(QuotaExceeded) as caught:
+            await store.claim(late, CHAT, limit=2)
+        assert caught.value.resets_at % usage.DAY == 0
+        await store.claim(late, CHAT, limit=0)  # 0 = unlimited
+        # Yesterday's images do not count today.
+        await store._db.execute("UPDATE jobs SET created_at = created_at - 86400")
+        other = await store.start(CHAT, backend="local")
+        await store.begin(other)
+        await store.claim(other, CHAT, limit=2)
+
+
+async def test_chat_usage_reports_today_success_rate_and_median(tmp_path: Path) -> None:
+    image = images.load(jpeg(100, 50))
+    async with UsageStore.open(tmp_path / "u.sqlite3") as store:
+        for error in (None, None, "not_an_image"):
+            job = await store.start(CHAT, backend="picwish")
+            await store.begin(job)
+            await store.finish(job, error_code=error, result=None if error else image)
+        result = await store.chat_usage(CHAT)
+        assert (result.today, result.last_30_days, result.all_time, result.failed) == (2, 2, 2, 1)
+        assert result.success_rate == pytest.approx(2 / 3)
+        assert result.median_seconds is not None and result.median_seconds >= 0
+        assert (await store.chat_usage(ChatRef("slack", "T1/C2", "U1"))).all_time == 0
+        assert (await store.totals()).all_time == 2
+
+
+async def test_restart_marks_cut_off_jobs_interrupted(tmp_path: Path) -> None:
+    path = tmp_path / "u.sqlite3"
+    async with UsageStore.open(path) as store:
+        queued = await store.start(CHAT, backend="local")
+        running = await store.start(CHAT, backend="local")
+        await store.begin(running)
+    async with UsageStore.open(path) as store:
+        assert await store.recover() == []  # the local engine has nothing to resume
+    with sqlite3.connect(path) as db:
+        states = db.execute("SELECT state, error_code FROM jobs ORDER BY id").fetchall()
+    assert states == [("interrupted", "interrupted")] * 2
+    assert (queued, running) == (1, 2)
+
+
+async def test_results_are_cached_for_an_hour(tmp_path: Path) -> None:
+    image = images.load(jpeg(64, 64))
+    async with UsageStore.open(tmp_path / "u.sqlite3") as store:
+        await store.remember_result("abc", image)
+        assert (await store.recent_result("abc")) == image
+        await store._db.execute("UPDATE results SET created_at = created_at - 3601")
+        assert await store.recent_result("abc") is None
