@@ -412,12 +412,41 @@ async def memory(base: str, tmp: Path, warm_input: bytes, heap_input: bytes, rss
 
 
 class _Collect(logging.Handler):
-    def __init__(self) -> None:
+    """Keeps asyncio's slow-callback warnings, with where the job's task was suspended right after."""
+
+    def __init__(self, task_name: str) -> None:
         super().__init__(logging.WARNING)
-        self.messages: list[str] = []
+        self.task_name = task_name
+        self.task: asyncio.Task[Any] | None = None
+        self.records: list[dict[str, Any]] = []
 
     def emit(self, record: logging.LogRecord) -> None:
-        self.messages.append(record.getMessage())
+        message = record.getMessage()
+        took = re.search(r"took ([0-9.]+) seconds", message)
+        ours = self.task is not None and f"name='{self.task_name}'" in message
+        try:
+            chain = _suspended_at(self.task) if ours and self.task is not None else []
+        except Exception as exc:  # a diagnostic must never break the run
+            chain = [f"(could not walk the task: {exc!r})"]
+        self.records.append({"ms": float(took.group(1)) * 1000 if took else None,
+                             "suspended_next_at": chain, "message": message[:300]})
+
+
+def _suspended_at(task: asyncio.Task[Any]) -> list[str]:
+    """The await chain of a suspended task, outermost first: the code right before it ran on the loop."""
+    chain: list[str] = []
+    awaited: Any = task.get_coro()
+    for _ in range(64):
+        frame = getattr(awaited, "cr_frame", None) or getattr(awaited, "ag_frame", None) \
+            or getattr(awaited, "gi_frame", None)
+        if frame is None:
+            break
+        chain.append(f"{frame.f_code.co_qualname} ({_short(frame.f_code.co_filename)}:{frame.f_lineno})")
+        awaited = getattr(awaited, "cr_await", None) or getattr(awaited, "ag_await", None) \
+            or getattr(awaited, "gi_yieldfrom", None)
+        if awaited is None:
+            break
+    return chain
 
 
 async def event_loop(base: str, tmp: Path, probe_input: bytes, debug_input: bytes) -> dict[str, Any]:
@@ -444,7 +473,7 @@ async def event_loop(base: str, tmp: Path, probe_input: bytes, debug_input: byte
             done.set()
             await prober
 
-        collector = _Collect()
+        collector = _Collect("bench-debug-job")
         asyncio_logger = logging.getLogger("asyncio")
         asyncio_logger.addHandler(collector)
         previous = (loop.get_debug(), loop.slow_callback_duration, asyncio_logger.propagate)
@@ -452,35 +481,29 @@ async def event_loop(base: str, tmp: Path, probe_input: bytes, debug_input: byte
         loop.set_debug(True)
         loop.slow_callback_duration = SLOW_CALLBACK
         try:
-            await handle_once(service, debug_input, chat)
+            collector.task = asyncio.create_task(handle_once(service, debug_input, chat), name=collector.task_name)
+            await collector.task
         finally:
             loop.set_debug(previous[0])
             loop.slow_callback_duration = previous[1]
             asyncio_logger.propagate = previous[2]
             asyncio_logger.removeHandler(collector)
-    slow = []
-    for message in collector.messages:
-        took = re.search(r"took ([0-9.]+) seconds", message)
-        where = re.findall(r"<([\w.]+)\(\) running at ([^>]+)>", message)
-        slow.append({
-            "ms": float(took.group(1)) * 1000 if took else None,
-            "suspended_next_at": [f"{name} {_short(path)}" for name, path in where],
-            "message": message[:500],
-        })
-    slow.sort(key=lambda s: -(s["ms"] or 0))
+    slow = sorted(collector.records, key=lambda s: -(s["ms"] or 0))
     return {"max_stall_ms": max(stalls) if stalls else None, "probe_wakeups": len(stalls),
             "stalls_over_5ms": sum(s > 5 for s in stalls), "slow_callbacks": slow}
 
 
 def _short(path: str) -> str:
     with contextlib.suppress(ValueError):
-        return str(Path(path.rsplit(":", 1)[0]).resolve().relative_to(ROOT)) + ":" + path.rsplit(":", 1)[1]
-    return path
+        return str(Path(path).resolve().relative_to(ROOT))
+    if "site-packages/" in path:
+        return path.split("site-packages/", 1)[1]
+    return "/".join(Path(path).parts[-2:])
 
 
 async def throughput(base: str, tmp: Path, inputs: list[bytes], concurrency: int, repeats: int) -> dict[str, Any]:
     """len(inputs) chats, one image each, all at once; core vs the raw client under the same limit."""
-    core_walls, base_walls = [], []
+    core_walls, base_walls, store_ms, remove_ms = [], [], [], []
     for repeat in range(repeats):
         # Baseline: the raw client, at most `concurrency` images in flight, like Service's slots.
         async with httpx.AsyncClient(timeout=httpx.Timeout(30.0, connect=10.0)) as http:
@@ -498,12 +521,16 @@ async def throughput(base: str, tmp: Path, inputs: list[bytes], concurrency: int
                 raise RuntimeError("the baseline lost an image")
 
         db = tmp / f"throughput-c{concurrency}-r{repeat}.sqlite3"
-        async with bench_service(base, db, concurrency) as (service, _, _):
+        async with bench_service(base, db, concurrency) as (service, remover, clock):
             chats = [ChatRef("bench", f"chat-{i}", f"user-{i}") for i in range(len(inputs))]
+            clock.take()
             gc.collect()
             started = time.perf_counter()
             replies = await asyncio.gather(*(handle_once(service, d, c) for d, c in zip(inputs, chats)))
             core_walls.append(time.perf_counter() - started)
+            # Per job, means: with jobs in parallel these include waiting (the store has one connection).
+            store_ms.append(sum(clock.take().values()) / len(inputs))
+            remove_ms.append(statistics.fmean(remover.spent_ms))
             delivered = sum(len(r.images) == 1 for r in replies)
             if delivered != len(inputs):
                 raise RuntimeError(f"only {delivered} of {len(inputs)} chats got their image")
@@ -513,6 +540,8 @@ async def throughput(base: str, tmp: Path, inputs: list[bytes], concurrency: int
         "core_wall_s": core_wall, "core_images_per_s": len(inputs) / core_wall, "core_walls_s": core_walls,
         "baseline_wall_s": base_wall, "baseline_images_per_s": len(inputs) / base_wall,
         "baseline_walls_s": base_walls,
+        "core_mean_usage_store_ms_per_job": statistics.median(store_ms),
+        "core_mean_remove_ms_per_job": statistics.median(remove_ms),
     }
 
 
@@ -607,17 +636,24 @@ def report(result: dict[str, Any]) -> str:
                   f"{loop['stalls_over_5ms']} stalls > 5 ms of {loop['probe_wakeups']} 1-ms wake-ups; "
                   f"callbacks > {SLOW_CALLBACK * 1000:.0f} ms in asyncio debug mode: {len(loop['slow_callbacks'])}"]
     for slow in loop["slow_callbacks"][:6]:
-        where = " <- ".join(slow["suspended_next_at"][:3]) or slow["message"][:120]
-        lines.append(f"  {slow['ms'] or 0:6.1f} ms, then suspended at {where}")
+        chain = slow["suspended_next_at"]
+        if chain:
+            ours = [c for c in chain if " (bot/" in c]
+            where = (ours[-1] if ours else chain[0]) + (f" -> {chain[-1]}" if chain[-1] not in ours[-1:] else "")
+        else:
+            where = "(another task) " + slow["message"][:100]
+        lines.append(f"  {slow['ms'] or 0:6.1f} ms, just before: {where}")
 
     lines += ["", f"Throughput: {cfg['chats']} chats, one 1 MP jpeg each, all at once "
                   f"(median of {cfg['throughput_repeats']} rounds)",
-              f"  {'':24}{'concurrency':>12}{'wall s':>9}{'images/s':>10}{'all delivered':>15}"]
+              f"  {'':24}{'concurrency':>12}{'wall s':>9}{'images/s':>10}{'all delivered':>15}"
+              f"{'per job: in store':>19}{'in remove':>11}"]
     for tp in result["throughput"]:
         lines.append(f"  {'baseline (raw client)':24}{tp['concurrency']:12d}{tp['baseline_wall_s']:9.2f}"
                      f"{tp['baseline_images_per_s']:10.1f}{'':>15}")
         lines.append(f"  {'core: Service.handle()':24}{tp['concurrency']:12d}{tp['core_wall_s']:9.2f}"
-                     f"{tp['core_images_per_s']:10.1f}{'yes' if tp['all_delivered'] else 'NO':>15}")
+                     f"{tp['core_images_per_s']:10.1f}{'yes' if tp['all_delivered'] else 'NO':>15}"
+                     f"{tp['core_mean_usage_store_ms_per_job']:16.1f} ms{tp['core_mean_remove_ms_per_job']:8.1f} ms")
     lines += ["", f"JSON: {RESULTS.relative_to(ROOT)}"]
     return "\n".join(lines)
 

@@ -31,7 +31,7 @@ UNCLIP_RATIO = 2.0  # DB grows a shrunk box by area * ratio / perimeter; rapidoc
 CONTEXT_MARGIN = 12  # full-res pixels of untouched surroundings kept around each region for the fills
 REFINE_SIDE = 384  # the coarse background fill used to find glyphs runs at this long side at most
 MIN_CONTRAST = 14  # 0..255: a pixel must differ this much from the coarse background to count as ink
-WEAK_FRACTION = 0.5  # of the Otsu threshold: fainter pixels count as ink only when touching sure ink
+WEAK_FRACTION = 0.7  # of the Otsu threshold: fainter pixels count as ink only when touching sure ink
 # The detector also fires on roundish blobs (it reads them as an "O"); these reject such regions.
 MIN_INK_FRACTION = 0.02  # of the line region: less ink than this is nothing visible (soft shading, gradients)
 MAX_INK_FRACTION = 0.72  # a "text line" that is nearly all ink is a solid object

@@ -1,0 +1,202 @@
+"""The local text engine on synthesised photos: it removes text marks and leaves everything else bit-exact."""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+
+from bot.engine import DEFAULT_MODEL, TextEngine
+from bot.errors import EngineBroken, RemovalFailed
+from tests.watermarks import add_text_watermark, encode, photo
+
+FAR = 30  # px: pixels further than this from the true mark must come back untouched
+
+
+@pytest.fixture(scope="module")
+def engine() -> TextEngine:
+    """One engine for the module: loading costs about 0.1 s, but there is no need to pay it per test."""
+    return TextEngine.load()
+
+
+def mae_inside(a: np.ndarray, b: np.ndarray, mask: np.ndarray) -> float:
+    """Mean absolute difference of two RGB images over the pixels of mask."""
+    return float(np.abs(a.astype(np.int16) - b.astype(np.int16))[mask].mean())
+
+
+def far_from(mask: np.ndarray, distance: int) -> np.ndarray:
+    """Pixels more than distance px away from any pixel of mask."""
+    size = 2 * distance + 1
+    return cv2.dilate(mask.astype(np.uint8), np.ones((size, size), np.uint8)) == 0
+
+
+def test_default_model_is_found_without_importing_rapidocr() -> None:
+    assert DEFAULT_MODEL.is_file()
+    assert DEFAULT_MODEL.name == "ch_PP-OCRv4_det_infer.onnx"
+    code = "import sys, bot.engine; print('rapidocr_onnxruntime' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize(
+    ("text", "alpha", "colour", "size", "seed"),
+    [
+        ("SAMPLE", 0.6, (255, 255, 255), 1.0, 10),
+        ("© Photo Studio", 0.45, (0, 0, 0), 0.5, 11),
+        ("watermark", 0.7, (255, 200, 0), 0.3, 12),
+    ],
+)
+def test_removes_a_text_watermark(
+    engine: TextEngine, text: str, alpha: float, colour: tuple[int, int, int], size: float, seed: int
+) -> None:
+    clean = photo(1200, 800, seed)
+    marked, mask = add_text_watermark(clean, text, alpha, colour, seed, size_fraction=size)
+
+    out = engine.clean(marked)
+
+    assert out.shape == marked.shape and out.dtype == np.uint8
+    before, after = mae_inside(marked, clean, mask), mae_inside(out, clean, mask)
+    assert after <= before / 2, f"error inside the mark only went from {before:.1f} to {after:.1f}"
+    changed = np.any(out != marked, axis=2)
+    assert np.count_nonzero(changed & mask) >= 0.9 * np.count_nonzero(mask)
+
+
+def test_pixels_away_from_the_mark_are_bit_exact(engine: TextEngine) -> None:
+    clean = photo(1200, 800, 21)
+    marked, mask = add_text_watermark(clean, "SAMPLE", 0.6, seed=21)
+    before = marked.copy()
+
+    out = engine.clean(marked)
+
+    far = far_from(mask, FAR)
+    assert np.array_equal(out[far], marked[far])
+    assert np.array_equal(marked, before), "the input must not be modified"
+    assert not np.shares_memory(out, marked)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 4])
+def test_a_photo_without_text_comes_back_unchanged(engine: TextEngine, seed: int) -> None:
+    clean = photo(1000, 700, seed)
+
+    out = engine.clean(clean)
+
+    assert np.array_equal(out, clean)
+    assert out is not clean and not np.shares_memory(out, clean)
+
+
+def test_a_recompressed_jpeg_mark_is_still_removed(engine: TextEngine) -> None:
+    clean = photo(1200, 800, 31)
+    marked, mask = add_text_watermark(clean, "SAMPLE", 0.5, seed=31)
+    decoded = np.asarray(Image.open(io.BytesIO(encode(marked, "jpeg", quality=80))).convert("RGB"))
+
+    out = engine.clean(decoded)
+
+    assert mae_inside(out, clean, mask) <= mae_inside(decoded, clean, mask) / 2
+    far = far_from(mask, FAR)
+    assert np.array_equal(out[far], decoded[far])
+
+
+def test_progress_rises_to_100(engine: TextEngine) -> None:
+    clean = photo(800, 600, 41)
+    marked, _ = add_text_watermark(clean, "SAMPLE", 0.6, seed=41)
+    for image in (marked, clean):
+        seen: list[int] = []
+        engine.clean(image, progress=seen.append)
+        assert len(seen) >= 3
+        assert all(isinstance(p, int) and 0 <= p <= 100 for p in seen)
+        assert seen == sorted(set(seen)), f"not strictly increasing: {seen}"
+        assert seen[-1] == 100
+
+
+def test_a_large_image_keeps_its_shape(engine: TextEngine) -> None:
+    clean = photo(6000, 4000, 51)
+    marked, mask = add_text_watermark(clean, "SAMPLE", 0.6, seed=51)
+    del clean
+
+    out = engine.clean(marked)
+
+    assert out.shape == (4000, 6000, 3) and out.dtype == np.uint8
+    changed = np.any(out != marked, axis=2)
+    assert np.count_nonzero(changed & mask) >= 0.9 * np.count_nonzero(mask)
+    assert not np.any(changed & far_from(mask, FAR))
+
+
+@pytest.mark.parametrize(("width", "height"), [(20, 20), (20, 10000), (10000, 20), (33, 47)])
+def test_extreme_sizes_work(engine: TextEngine, width: int, height: int) -> None:
+    image = photo(width, height, 61)
+
+    out = engine.clean(image)
+
+    assert out.shape == (height, width, 3)
+
+
+def test_non_contiguous_input_is_accepted(engine: TextEngine) -> None:
+    clean = photo(900, 600, 71)
+    marked, mask = add_text_watermark(clean, "SAMPLE", 0.6, seed=71)
+    flipped = marked[:, ::-1]  # a view with a negative stride
+
+    out = engine.clean(flipped)
+
+    assert mae_inside(out[:, ::-1], clean, mask) <= mae_inside(marked, clean, mask) / 2
+
+
+def test_two_threads_get_the_same_answer_as_one(engine: TextEngine) -> None:
+    images = [add_text_watermark(photo(800, 600, s), "SAMPLE", 0.6, seed=s)[0] for s in (81, 82)]
+    expected = [engine.clean(image) for image in images]
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        got = list(pool.map(engine.clean, images))
+
+    assert all(np.array_equal(a, b) for a, b in zip(got, expected, strict=True))
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        np.zeros((10, 10), np.uint8),
+        np.zeros((10, 10, 4), np.uint8),
+        np.zeros((10, 10, 3), np.float32),
+    ],
+)
+def test_wrong_arrays_are_refused(engine: TextEngine, bad: np.ndarray) -> None:
+    with pytest.raises(ValueError):
+        engine.clean(bad)
+
+
+def test_a_missing_model_is_engine_broken(tmp_path: Path) -> None:
+    with pytest.raises(EngineBroken) as info:
+        TextEngine.load(tmp_path / "nope.onnx")
+    assert "not found" in info.value.detail
+    assert isinstance(info.value, RemovalFailed) and info.value.code == "engine_broken"
+
+
+@pytest.mark.parametrize("content", [b"", b"this is not an onnx model" * 100, bytes(range(256)) * 64])
+def test_a_corrupt_model_is_engine_broken(tmp_path: Path, content: bytes) -> None:
+    path = tmp_path / "x.onnx"
+    path.write_bytes(content)
+
+    with pytest.raises(EngineBroken) as info:
+        TextEngine.load(path, threads=1)
+    assert str(path) in info.value.detail
+
+
+def test_a_directory_is_not_a_model(tmp_path: Path) -> None:
+    with pytest.raises(EngineBroken):
+        TextEngine.load(tmp_path)
+
+
+def test_photo_is_deterministic_and_encode_round_trips() -> None:
+    a, b, c = photo(300, 200, 5), photo(300, 200, 5), photo(300, 200, 6)
+    assert a.shape == (200, 300, 3) and a.dtype == np.uint8
+    assert np.array_equal(a, b) and not np.array_equal(a, c)
+    assert np.array_equal(np.asarray(Image.open(io.BytesIO(encode(a, "png")))), a)
+    assert encode(a, "jpeg")[:3] == b"\xff\xd8\xff"
+    marked, mask = add_text_watermark(a, seed=5)
+    assert mask.any() and np.array_equal(marked[~mask], a[~mask])
