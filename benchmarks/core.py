@@ -3,7 +3,7 @@
 
 Run from the repository root (nothing is installed or changed; results go to benchmarks/results/core.json)::
 
-    python benchmarks/core.py            # full run, about 1-2 minutes on 2 cores
+    python benchmarks/core.py            # full run, under a minute on 2 cores
     python benchmarks/core.py --quick    # smaller run, for a smoke test
 
 What it measures, against the PicWish fake (tests/fakes/picwish.py) served by uvicorn on loopback in a
@@ -297,22 +297,25 @@ async def sequential(base: str, tmp: Path, label: str, inputs: list[bytes], warm
     chat = ChatRef("bench", f"seq-{label}", "u1")
     base_ms, core_ms, remove_ms, rest_ms = [], [], [], []
     stages: dict[str, list[float]] = defaultdict(list)
+    cpu_ms: dict[str, list[float]] = defaultdict(list)  # this process, all its threads; the fake is apart
     async with httpx.AsyncClient(timeout=httpx.Timeout(30.0, connect=10.0)) as http, \
             bench_service(base, tmp / f"seq-{label}.sqlite3") as (service, remover, clock):
 
         async def baseline(data: bytes) -> float:
             gc.collect()
-            started = time.perf_counter()
+            cpu, started = time.process_time(), time.perf_counter()
             async with asyncio.timeout(JOB_TIMEOUT):
                 await raw_client_once(http, base, data)
+            cpu_ms["baseline"].append((time.process_time() - cpu) * 1000)
             return (time.perf_counter() - started) * 1000
 
         async def core(data: bytes) -> tuple[float, float, dict[str, float]]:
             gc.collect()
             clock.take()
-            started = time.perf_counter()
+            cpu, started = time.process_time(), time.perf_counter()
             await handle_once(service, data, chat)
             total = (time.perf_counter() - started) * 1000
+            cpu_ms["core"].append((time.process_time() - cpu) * 1000)
             return total, remover.spent_ms[-1], clock.take()
 
         for i, data in enumerate(inputs):
@@ -346,6 +349,7 @@ async def sequential(base: str, tmp: Path, label: str, inputs: list[bytes], warm
         "core_handle_minus_remove": summary(rest_ms),
         "overhead_ms": statistics.median(core_ms) - statistics.median(base_ms),
         "overhead_paired_median_ms": statistics.median(paired),
+        "cpu_ms_per_image": {k: statistics.median(v[warmups:]) for k, v in cpu_ms.items()},
         "usage_store_median_ms": {name: statistics.median(v) for name, v in stages.items()},
         "images_load_standalone_median_ms": statistics.median(load_ms),
     }
@@ -393,6 +397,7 @@ async def memory(base: str, tmp: Path, warm_input: bytes, heap_input: bytes, rss
         del replies
         gc.collect()
         _malloc_trim()
+        hwm_so_far = _rss_kib("VmHWM")  # the run's high-water mark until now: clear_refs resets it
         rss_before = _rss_kib("VmRSS")
         reset = _reset_rss_peak()
         await handle_once(service, rss_input, chat)
@@ -404,6 +409,7 @@ async def memory(base: str, tmp: Path, warm_input: bytes, heap_input: bytes, rss
         # The adapter holds the input for the whole job: it is one of the copies a job keeps in memory.
         "heap_peak_copies_with_input": (peak - before + size) / size,
         "heap_retained_after_bytes": current - before,
+        "_hwm_before_reset_kib": hwm_so_far,
     }
     if rss_peak is not None and rss_before is not None:
         out["rss_highwater_over_before_bytes"] = (rss_peak - rss_before) * 1024
@@ -503,7 +509,7 @@ def _short(path: str) -> str:
 
 async def throughput(base: str, tmp: Path, inputs: list[bytes], concurrency: int, repeats: int) -> dict[str, Any]:
     """len(inputs) chats, one image each, all at once; core vs the raw client under the same limit."""
-    core_walls, base_walls, store_ms, remove_ms = [], [], [], []
+    core_walls, base_walls, store_ms, remove_ms, core_cpu, base_cpu = [], [], [], [], [], []
     for repeat in range(repeats):
         # Baseline: the raw client, at most `concurrency` images in flight, like Service's slots.
         async with httpx.AsyncClient(timeout=httpx.Timeout(30.0, connect=10.0)) as http:
@@ -514,9 +520,10 @@ async def throughput(base: str, tmp: Path, inputs: list[bytes], concurrency: int
                     return await raw_client_once(http, base, data)
 
             gc.collect()
-            started = time.perf_counter()
+            cpu, started = time.process_time(), time.perf_counter()
             got = await asyncio.gather(*(one(d) for d in inputs))
             base_walls.append(time.perf_counter() - started)
+            base_cpu.append((time.process_time() - cpu) * 1000 / len(inputs))
             if len(got) != len(inputs):
                 raise RuntimeError("the baseline lost an image")
 
@@ -525,9 +532,10 @@ async def throughput(base: str, tmp: Path, inputs: list[bytes], concurrency: int
             chats = [ChatRef("bench", f"chat-{i}", f"user-{i}") for i in range(len(inputs))]
             clock.take()
             gc.collect()
-            started = time.perf_counter()
+            cpu, started = time.process_time(), time.perf_counter()
             replies = await asyncio.gather(*(handle_once(service, d, c) for d, c in zip(inputs, chats)))
             core_walls.append(time.perf_counter() - started)
+            core_cpu.append((time.process_time() - cpu) * 1000 / len(inputs))
             # Per job, means: with jobs in parallel these include waiting (the store has one connection).
             store_ms.append(sum(clock.take().values()) / len(inputs))
             remove_ms.append(statistics.fmean(remover.spent_ms))
@@ -540,6 +548,7 @@ async def throughput(base: str, tmp: Path, inputs: list[bytes], concurrency: int
         "core_wall_s": core_wall, "core_images_per_s": len(inputs) / core_wall, "core_walls_s": core_walls,
         "baseline_wall_s": base_wall, "baseline_images_per_s": len(inputs) / base_wall,
         "baseline_walls_s": base_walls,
+        "core_cpu_ms_per_image": statistics.median(core_cpu), "baseline_cpu_ms_per_image": statistics.median(base_cpu),
         "core_mean_usage_store_ms_per_job": statistics.median(store_ms),
         "core_mean_remove_ms_per_job": statistics.median(remove_ms),
     }
@@ -601,6 +610,10 @@ def report(result: dict[str, Any]) -> str:
         f"{'MET' if one['overhead_ms'] < 30 else 'MISSED'}",
         f"  {'  paired: median(core_i - baseline_i)':44}{one['overhead_paired_median_ms']:12.1f}{'':8}"
         f"{twelve['overhead_paired_median_ms']:14.1f}",
+        f"  {'CPU of this process per image: baseline':44}{one['cpu_ms_per_image']['baseline']:12.1f}{'':8}"
+        f"{twelve['cpu_ms_per_image']['baseline']:14.1f}",
+        f"  {'                                core':44}{one['cpu_ms_per_image']['core']:12.1f}{'':8}"
+        f"{twelve['cpu_ms_per_image']['core']:14.1f}",
         "",
         "  where handle's time outside the HTTP round trips goes (medians, ms):",
     ]
@@ -612,22 +625,30 @@ def report(result: dict[str, Any]) -> str:
                  f"{twelve['images_load_standalone_median_ms']:14.2f}  (in a thread in handle)")
 
     mem = result["memory"]
+    mib = 2**20
+    copies = mem["heap_peak_copies_with_input"]
+    verdict = "MET" if copies <= 3 else f"MISSED by {copies - 3:.2f}"
     lines += [
         "",
-        f"Memory, one 12 MP job (input {mem['input_bytes'] / 2**20:.2f} MiB, result {mem['result_bytes'] / 2**20:.2f} "
+        f"Memory, one 12 MP job (input {mem['input_bytes'] / mib:.2f} MiB, result {mem['result_bytes'] / mib:.2f} "
         f"MiB; allocated before measuring: the input, and nothing else):",
-        f"  Python heap peak during handle (tracemalloc)   {mem['heap_peak_bytes'] / 2**20:8.2f} MiB = "
+        f"  Python heap peak during handle (tracemalloc)   {mem['heap_peak_bytes'] / mib:8.2f} MiB = "
         f"{mem['heap_peak_copies']:.2f} copies of the input's size",
-        f"  with the input itself (held for the whole job) {(mem['heap_peak_bytes'] + mem['input_bytes']) / 2**20:8.2f}"
-        f" MiB = {mem['heap_peak_copies_with_input']:.2f} copies   target <= 3: "
-        f"{'MET' if mem['heap_peak_copies_with_input'] <= 3 else 'MISSED'}",
-        f"  Python heap still held after handle            {mem['heap_retained_after_bytes'] / 2**20:8.2f} MiB "
+        f"  with the input itself (held for the whole job) {(mem['heap_peak_bytes'] + mem['input_bytes']) / mib:8.2f}"
+        f" MiB = {copies:.2f} copies   target <= 3: {verdict}",
+        f"  Python heap still held after handle            {mem['heap_retained_after_bytes'] / mib:8.2f} MiB "
         f"(the Outcome and the recorded reply hold the result)",
     ]
     if "rss_highwater_copies" in mem:
-        lines.append(f"  RSS high-water during handle over RSS before   {mem['rss_highwater_over_before_bytes'] / 2**20:8.2f}"
+        over = mem["rss_highwater_over_before_bytes"] / mib
+        lines.append(f"  RSS high-water during handle over RSS before   {over:8.2f}"
                      f" MiB = {mem['rss_highwater_copies']:.2f} copies (includes SQLite's and malloc's own buffers)")
-    lines.append(f"  peak RSS, bot process (ru_maxrss, whole run)   {result['peak_rss_mib']:8.1f} MiB")
+    if "measured_part_rss" in result:
+        part = result["measured_part_rss"]
+        lines.append(f"  peak RSS, bot process, measured part           {part['peak_mib']:8.1f} MiB "
+                     f"(from {part['start_mib']:.1f} MiB with the test images made)")
+    lines.append(f"  peak RSS, bot process (ru_maxrss, whole run)   {result['peak_rss_mib']:8.1f} MiB "
+                 f"(includes making the test images)")
     if result["fake"].get("max_rss_mib"):
         lines.append(f"  peak RSS, fake (separate process)              {result['fake']['max_rss_mib']:8.1f} MiB")
 
@@ -647,12 +668,13 @@ def report(result: dict[str, Any]) -> str:
     lines += ["", f"Throughput: {cfg['chats']} chats, one 1 MP jpeg each, all at once "
                   f"(median of {cfg['throughput_repeats']} rounds)",
               f"  {'':24}{'concurrency':>12}{'wall s':>9}{'images/s':>10}{'all delivered':>15}"
-              f"{'per job: in store':>19}{'in remove':>11}"]
+              f"{'CPU ms/img':>11}{'per job: in store':>19}{'in remove':>11}"]
     for tp in result["throughput"]:
         lines.append(f"  {'baseline (raw client)':24}{tp['concurrency']:12d}{tp['baseline_wall_s']:9.2f}"
-                     f"{tp['baseline_images_per_s']:10.1f}{'':>15}")
+                     f"{tp['baseline_images_per_s']:10.1f}{'':>15}{tp['baseline_cpu_ms_per_image']:11.1f}")
         lines.append(f"  {'core: Service.handle()':24}{tp['concurrency']:12d}{tp['core_wall_s']:9.2f}"
                      f"{tp['core_images_per_s']:10.1f}{'yes' if tp['all_delivered'] else 'NO':>15}"
+                     f"{tp['core_cpu_ms_per_image']:11.1f}"
                      f"{tp['core_mean_usage_store_ms_per_job']:16.1f} ms{tp['core_mean_remove_ms_per_job']:8.1f} ms")
     lines += ["", f"JSON: {RESULTS.relative_to(ROOT)}"]
     return "\n".join(lines)
@@ -661,7 +683,7 @@ def report(result: dict[str, Any]) -> str:
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     quick = args.quick
     warmups = 1 if quick else 2
-    n = {"1mp": 10 if quick else 30, "12mp": 3 if quick else 10}
+    n = {"1mp": 10 if quick else 60, "12mp": 3 if quick else 15}
     chats = args.chats or (20 if quick else 50)
     repeats = 1 if quick else 3
 
@@ -673,6 +695,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     crowd = [photos["1mp"].jpeg(v) for v in range(100, 100 + chats)]
     del photos
     gc.collect()
+    _malloc_trim()
+    rss_start_kib, hwm_reset = _rss_kib("VmRSS"), _reset_rss_peak()  # from here on: the measured part
     print(f"images ready in {time.perf_counter() - t0:.1f} s", file=sys.stderr, flush=True)
 
     result: dict[str, Any] = {
@@ -680,7 +704,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "config": {"quick": quick, "warmups": warmups, "runs": n, "chats": chats, "throughput_repeats": repeats,
                    "sizes": {k: f"{w}x{h}" for k, (w, h) in SIZES.items()}, "jpeg_quality": QUALITY,
                    "fake_processing": args.fake_processing, "concurrencies": [4, 16]},
-        "images": {label: {"bytes_min": min(map(len, v)), "bytes_max": max(map(len, v))} for label, v in inputs.items()},
+        "images": {label: {"bytes_min": min(map(len, v)), "bytes_max": max(map(len, v))}
+                   for label, v in inputs.items()},
     }
     with tempfile.TemporaryDirectory(prefix="unmark-bench-") as tmp_name, \
             fake_picwish(args.fake_processing) as (base, fake_stats):
@@ -699,6 +724,11 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             result["throughput"].append(await throughput(base, tmp, crowd, concurrency, repeats))
     result["fake"] = fake_stats
     result["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    hwm_before = result["memory"].pop("_hwm_before_reset_kib", None)
+    hwm_end = _rss_kib("VmHWM")
+    if hwm_reset and hwm_end is not None and rss_start_kib is not None:
+        result["measured_part_rss"] = {"start_mib": rss_start_kib / 1024,
+                                       "peak_mib": max(hwm_end, hwm_before or 0) / 1024}
     result["elapsed_s"] = time.perf_counter() - t0
     return result
 

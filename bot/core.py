@@ -105,9 +105,10 @@ class Service:
             source_url=job.url if image.data is raw else None,
         )
         api_ms = int((time.perf_counter() - removal_started) * 1000)
-        await self.usage.remember_result(image.sha256, result)
         await replies.send_image(result.data, images.result_filename(job.filename, result),
                                  messages.done_caption(time.perf_counter() - started))
+        # Cached after the person has it: a multi-MB write need not delay their answer.
+        await self.usage.remember_result(image.sha256, result)
         return result, False, api_ms
 
     async def fetch_link(self, url: str) -> bytes:

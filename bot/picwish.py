@@ -9,6 +9,7 @@ object store).
 from __future__ import annotations
 
 import asyncio
+import io
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -54,6 +55,7 @@ REQUESTS_PER_SECOND = 2.0  # PicWish's default QPS per key
 ATTEMPTS = 5  # one try plus four retries on 429 and 5xx
 BACKOFF = 0.5  # seconds; the base of the jittered exponential back-off
 MAX_RETRY_AFTER = 30.0
+MAX_RESULT_BYTES = 4 * images.MAX_BYTES  # a PNG result may be larger than its JPEG source
 MIME = {"jpeg": "image/jpeg", "png": "image/png", "bmp": "image/bmp"}
 
 Progress = Callable[[int], Awaitable[None]]
@@ -184,20 +186,32 @@ class PicWishClient:
         """Fetch a result URL (valid one hour) without our key: it points at a third-party store."""
         async for attempt in self._retrying():
             with attempt:
-                try:
-                    response = await self._http.get(file_url)
-                except httpx.TransportError as exc:
-                    raise RemoverUnavailable(f"result download failed: {type(exc).__name__}") from exc
+                data = await self._fetch_result(file_url)
+        try:
+            # Hashing a result of tens of MB takes tens of ms: keep it off the event loop.
+            return await asyncio.to_thread(images.inspect, data)
+        except NotAnImage as exc:
+            raise RemovalFailed("the result is not an image") from exc
+
+    async def _fetch_result(self, file_url: str) -> bytes:
+        try:
+            async with self._http.stream("GET", file_url) as response:
                 if response.status_code in {401, 403, 404, 410}:
                     raise ResultExpired(f"result answered HTTP {response.status_code}")
                 if response.status_code >= 500 or response.status_code == 429:
+                    await response.aread()
                     _raise_for_status(response, {})
                 if response.status_code != 200:
                     raise RemovalFailed(f"result answered HTTP {response.status_code}")
-        try:
-            return images.inspect(response.content)
-        except NotAnImage as exc:
-            raise RemovalFailed("the result is not an image") from exc
+                # BytesIO hands its buffer over without a copy, so the result is held once, not twice.
+                buffer = io.BytesIO()
+                async for chunk in response.aiter_bytes():
+                    buffer.write(chunk)
+                    if buffer.tell() > MAX_RESULT_BYTES:
+                        raise RemovalFailed("the result is larger than any image we accept")
+                return buffer.getvalue()
+        except httpx.TransportError as exc:
+            raise RemoverUnavailable(f"result download failed: {type(exc).__name__}") from exc
 
     async def _create_sync(self, image: Image, source_url: str | None) -> Task:
         source: dict[str, Any] = {"url": source_url} if source_url else {"image": image}

@@ -56,6 +56,11 @@ MIGRATIONS: tuple[str, ...] = (
         created_at REAL    NOT NULL
     );
     """,
+    """
+    -- Pruning expired results scanned every cached image; the result's own hash is kept, not recomputed.
+    CREATE INDEX results_by_age ON results (created_at);
+    ALTER TABLE results ADD COLUMN result_sha256 TEXT NOT NULL DEFAULT '';
+    """,
 )
 
 
@@ -178,23 +183,23 @@ class UsageStore:
         now = time.time()
         await self._db.execute("DELETE FROM results WHERE created_at < ?", (now - RESULT_TTL,))
         await self._db.execute(
-            "INSERT OR REPLACE INTO results (sha256, data, format, width, height, created_at)"
-            " VALUES (?, ?, ?, ?, ?, ?)",
-            (sha256, result.data, result.format, result.width, result.height, now),
+            "INSERT OR REPLACE INTO results (sha256, data, format, width, height, created_at, result_sha256)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (sha256, result.data, result.format, result.width, result.height, now, result.sha256),
         )
         await self._db.commit()
 
     async def recent_result(self, sha256: str) -> Image | None:
         """The result for this input if it was cleaned within the hour."""
         async with self._db.execute(
-            "SELECT data, format, width, height FROM results WHERE sha256 = ? AND created_at >= ?",
+            "SELECT data, format, width, height, result_sha256 FROM results WHERE sha256 = ? AND created_at >= ?",
             (sha256, time.time() - RESULT_TTL),
         ) as cursor:
             row = await cursor.fetchone()
         if row is None:
             return None
         return Image(data=row["data"], format=row["format"], width=row["width"], height=row["height"],
-                     sha256=hashlib.sha256(row["data"]).hexdigest())
+                     sha256=row["result_sha256"] or hashlib.sha256(row["data"]).hexdigest())
 
     async def recover(self) -> list[PendingTask]:
         """At start: mark jobs cut off by the last exit interrupted; return PicWish tasks still in their hour."""
