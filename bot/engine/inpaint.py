@@ -21,8 +21,9 @@ def fill(crop: np.ndarray, mask: np.ndarray) -> np.ndarray:
     scale = (MAX_HOLE_PIXELS / holes) ** 0.5
     sw, sh = max(1, round(w * scale)), max(1, round(h * scale))
     small = cv2.resize(crop, (sw, sh), interpolation=cv2.INTER_AREA)
-    # Any partly covered pixel is a hole, so no ink survives into the known pixels of the small crop.
-    hole = (cv2.resize(mask, (sw, sh), interpolation=cv2.INTER_AREA) > 0).astype(np.uint8)
+    # On a 0/255 mask INTER_AREA keeps any partly covered pixel > 0: it is a hole, so no ink stays "known".
+    full = (mask > 0).astype(np.uint8) * 255
+    hole = (cv2.resize(full, (sw, sh), interpolation=cv2.INTER_AREA) > 0).astype(np.uint8)
     filled = cv2.inpaint(small, hole, INPAINT_RADIUS, cv2.INPAINT_TELEA)
     return cv2.resize(filled, (w, h), interpolation=cv2.INTER_LINEAR)
 

@@ -1,8 +1,8 @@
 """Turns the PP-OCR (DB) text detector's probability map into pixel masks of text overlays, region by region.
 
-The DB network does not output glyphs: it outputs a *shrunk* text-line box (about the middle third of the line's
-height), so a region is first grown back to the whole line ("unclip", as DB's own post-processing does) and then
-narrowed to the glyphs by colour contrast against a coarse fill of the line's surroundings.
+The DB network does not output glyphs: it outputs a *shrunk* core of each text line (a thin bar along the line),
+so a region is first grown back to the whole line ("unclip", as DB's own post-processing does) and then narrowed
+to the glyphs by colour contrast against a coarse fill of the line's surroundings.
 """
 
 from __future__ import annotations
@@ -27,11 +27,12 @@ DET_STD = 0.5
 PROB_THRESHOLD = 0.3  # DB's binarisation threshold
 MIN_SCORE = 0.6  # mean probability inside a component; lower ones are mostly texture (rapidocr uses 0.5)
 MIN_COMPONENT_AREA = 6  # proxy pixels; specks below this are noise
-UNCLIP_RATIO = 2.0  # DB grows a shrunk box by area * ratio / perimeter; rapidocr's default
+UNCLIP_RATIO = 2.0  # DB grows a shrunk box by area * ratio / perimeter; rapidocr's 1.6 clips the line ends
 CONTEXT_MARGIN = 12  # full-res pixels of untouched surroundings kept around each region for the fills
 REFINE_SIDE = 384  # the coarse background fill used to find glyphs runs at this long side at most
 MIN_CONTRAST = 14  # 0..255: a pixel must differ this much from the coarse background to count as ink
-WEAK_FRACTION = 0.7  # of the Otsu threshold: fainter pixels count as ink only when touching sure ink
+WEAK_FRACTION = 0.7  # of the Otsu threshold: fainter pixels count as ink only when touching sure ink...
+WEAK_REACH = 0.5  # ...and lie within this many stroke widths of it
 # The detector also fires on roundish blobs (it reads them as an "O"); these reject such regions.
 MIN_INK_FRACTION = 0.02  # of the line region: less ink than this is nothing visible (soft shading, gradients)
 MAX_INK_FRACTION = 0.72  # a "text line" that is nearly all ink is a solid object
@@ -76,8 +77,6 @@ class Detector:
             self._input = inputs[0].name
             # A tiny run proves the graph executes, so a broken model fails at load and not mid-job.
             self._run(np.zeros((1, 3, DET_MULTIPLE, DET_MULTIPLE), np.float32))
-        except EngineBroken:
-            raise
         except Exception as exc:  # onnxruntime raises its own (non-public) exception types
             raise EngineBroken(f"cannot load text detector model {model_path}: {exc}") from exc
 
@@ -188,9 +187,9 @@ def ink_mask(crop: np.ndarray, line_mask: np.ndarray, radius: int) -> np.ndarray
         log.debug("region rejected: %s", reason)
         return None
     # Hysteresis: fainter pixels (glyph parts over a background close to the mark's colour, anti-aliased edges)
-    # join the sure ink when they touch it, but only within a stroke's width, so background texture stays out.
+    # join the sure ink when they touch it, but only within half a stroke, so background texture stays out.
     weak = (contrast > max(MIN_CONTRAST, otsu * WEAK_FRACTION)).astype(np.uint8)
-    weak &= _grow(strong, max(1.0, stroke))
+    weak &= _grow(strong, max(1.0, stroke * WEAK_REACH))
     count, labels = cv2.connectedComponents(weak, connectivity=8)
     touching = np.zeros(count, bool)
     touching[labels[strong > 0]] = True
@@ -241,8 +240,8 @@ def _coarse_background(crop: np.ndarray, line_mask: np.ndarray) -> np.ndarray:
     sw, sh = max(1, round(w * scale)), max(1, round(h * scale))
     if scale < 1.0:
         small = cv2.resize(crop, (sw, sh), interpolation=cv2.INTER_AREA)
-        # INTER_AREA leaves any partly covered pixel > 0, so the hole never lets ink leak into the known ring.
-        hole = (cv2.resize(line_mask, (sw, sh), interpolation=cv2.INTER_AREA) > 0).astype(np.uint8)
+        # On a 0/255 mask INTER_AREA leaves any partly covered pixel > 0, so no ink leaks into the known ring.
+        hole = (cv2.resize(line_mask * 255, (sw, sh), interpolation=cv2.INTER_AREA) > 0).astype(np.uint8)
     else:
         small, hole = np.ascontiguousarray(crop), line_mask
     hole = cv2.dilate(hole, np.ones((3, 3), np.uint8))
