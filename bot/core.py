@@ -7,7 +7,8 @@ import contextlib
 import functools
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass, field
 
 import httpx
@@ -43,8 +44,7 @@ class Outcome:
 class _Lane:
     """One chat's line: its jobs run one at a time, in the order they arrived."""
 
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    members: int = 0  # the running job plus those waiting behind it
+    line: deque[asyncio.Future[None]] = field(default_factory=deque)  # the running job's first
 
 
 class Service:
@@ -57,25 +57,27 @@ class Service:
         self._lanes: dict[tuple[str, str], _Lane] = {}
 
     async def handle(self, job: ImageJob, replies: Replies) -> Outcome:
-        """Run one job end to end and record how it ended; never raises to the adapter."""
+        """Run one job end to end and record how it ended; never raises to the adapter (but cancellation)."""
         job_id = await self.usage.start(job.chat, backend=self.remover.name, filename=job.filename)
         error_code: str | None = "internal_error"
         result, cached, api_ms = None, False, None
         try:
             async with self._turn(job.chat, replies):
                 await self.usage.begin(job_id)
-                result, cached, api_ms = await self._run(job_id, job, replies)
-            error_code = None
-        except UnmarkError as error:
-            error_code = error.code
-            logger.info("job %d ended with %s (%s)", job_id, error.code, error)
-            await self._say(replies, messages.describe(error))
+                # Failures are told inside the chat's turn, so they reach it before its next job's answer.
+                try:
+                    result, cached, api_ms = await self._run(job_id, job, replies)
+                    error_code = None
+                except UnmarkError as error:
+                    error_code = error.code
+                    logger.info("job %d ended with %s (%s)", job_id, error.code, error)
+                    await self._safely(replies.say(messages.describe(error)))
+                except Exception:
+                    logger.exception("job %d failed unexpectedly", job_id)
+                    await self._safely(replies.say(messages.INTERNAL_ERROR))
         except asyncio.CancelledError:
             error_code = "interrupted"  # shutdown: recorded, and resumed at the next start if it can be
             raise
-        except Exception:
-            logger.exception("job %d failed unexpectedly", job_id)
-            await self._say(replies, messages.INTERNAL_ERROR)
         finally:
             await self.usage.finish(job_id, error_code=error_code, result=result, cached=cached, api_ms=api_ms)
         return Outcome(job_id, error_code, result, cached)
@@ -160,15 +162,22 @@ class Service:
         """Wait for this chat's earlier jobs (telling the chat its place), then for a free slot."""
         key = (chat.platform, chat.chat_id)
         lane = self._lanes.setdefault(key, _Lane())
-        lane.members += 1
+        ticket: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        lane.line.append(ticket)  # the place in line is taken here, before anything awaits
         try:
-            if lane.lock.locked():
-                await replies.progress(messages.queued(lane.members))
-            async with lane.lock, self._slots:
+            if len(lane.line) == 1:
+                ticket.set_result(None)
+            else:
+                await self._safely(replies.progress(messages.queued(len(lane.line))))
+            await ticket
+            async with self._slots:
                 yield
         finally:
-            lane.members -= 1
-            if lane.members == 0:
+            lane.line.remove(ticket)
+            if lane.line:
+                if not lane.line[0].done():
+                    lane.line[0].set_result(None)  # the next job's turn
+            else:
                 del self._lanes[key]
 
     def _progress_for(self, replies: Replies):  # type: ignore[no-untyped-def]
@@ -183,10 +192,11 @@ class Service:
         return report
 
     @staticmethod
-    async def _say(replies: Replies, text: str) -> None:
+    async def _safely(telling: Awaitable[None]) -> None:
+        """Tell the chat something; the platform failing to deliver must not hide the job's own outcome."""
         try:
-            await replies.say(text)
-        except Exception:  # the platform failing to deliver must not hide the job's own outcome
+            await telling
+        except Exception:
             logger.exception("could not deliver a message to the chat")
 
 

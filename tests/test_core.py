@@ -272,3 +272,38 @@ async def test_usage_text_counts_this_chats_images(service: Service) -> None:
     text = await service.usage_text(ALICE)
     assert text.startswith("Images cleaned today: 1; 49 of 50 left today (resets at 00:00 UTC).")
     assert await service.stats_text(ALICE) == messages.ADMINS_ONLY
+
+
+async def test_a_slow_platform_does_not_reorder_a_chats_line(settings: Settings) -> None:
+    remover = GatedRemover()
+
+    class SlowReplies(RecordingReplies):
+        async def progress(self, text: str) -> None:
+            # A network round trip, slower for the earlier announcement.
+            await asyncio.sleep({"Queued: 1": 0.15, "Queued: 2": 0.08}.get(text[:9], 0))
+            await super().progress(text)
+
+    async with open_service(settings, remover=remover) as service:
+        tasks = []
+        for width in (100, 101, 102, 103):
+            tasks.append(asyncio.create_task(service.handle(job(jpeg(width, 50)), SlowReplies())))
+            await asyncio.sleep(0.01)  # each arrives while the one before is still being told its place
+        remover.release.set()
+        await asyncio.gather(*tasks)
+    assert remover.started == [100, 101, 102, 103]
+
+
+async def test_an_error_reaches_the_chat_before_the_next_images_answer(service: Service) -> None:
+    seen: list[str] = []
+
+    class SharedReplies(RecordingReplies):
+        async def send_image(self, data: bytes, filename: str, caption: str) -> None:
+            seen.append(f"image {filename}")
+
+        async def say(self, text: str) -> None:
+            await asyncio.sleep(0.2)  # a slow network round trip
+            seen.append("error")
+
+    await asyncio.gather(service.handle(job(b"not an image", filename="a.jpg"), SharedReplies()),
+                         service.handle(job(jpeg(), filename="b.jpg"), SharedReplies()))
+    assert seen == ["error", "image b-clean.jpg"]
