@@ -10,12 +10,38 @@ from bot.core import Service
 Runner = Callable[[Service, Settings], Awaitable[None]]
 
 
-def plan(settings: Settings) -> list[Runner]:
-    """The long-running adapters ``unmark run`` starts: each configured platform, else the shell."""
-    if settings.telegram_mode is not None:
-        raise SettingsError("TELEGRAM_BOT_TOKEN: the Telegram adapter is not part of this version yet")
+def plan(settings: Settings, *, webhook: bool = False) -> list[Runner]:
+    """The long-running adapters ``unmark run`` starts: each configured platform, else the shell.
+
+    With ``webhook`` (``unmark run --webhook``, the web process) it is the one web server instead, which
+    mounts the webhook routes of every platform configured for them (``adapters.web``).
+    """
+    if webhook:
+        from adapters import web
+
+        web.check(settings)
+        return [web.run]
+    runners: list[Runner] = []
+    if settings.telegram_mode == "polling":
+        from adapters import telegram
+
+        runners.append(telegram.run)
+    elif settings.telegram_mode == "webhook" and settings.slack_mode is None:
+        raise SettingsError("TELEGRAM_WEBHOOK_URL: set, so Telegram is served by `unmark run --webhook` "
+                            "(unset it to poll with `unmark run`)")
     if settings.slack_mode is not None:
-        raise SettingsError("SLACK_BOT_TOKEN: the Slack adapter is not part of this version yet")
+        from adapters import slack
+
+        if settings.slack_mode == "socket":
+            return [*runners, slack.run]
+        if settings.slack_signing_secret is None:
+            raise SettingsError("SLACK_SIGNING_SECRET: needed for Slack's HTTP mode (or set SLACK_APP_TOKEN "
+                                "for Socket Mode)")
+        if not runners:  # HTTP mode lives in the web process (slack.open_webhook), not in a runner of its own
+            raise SettingsError("SLACK_APP_TOKEN: not set, so Slack is in HTTP mode, served by "
+                                "`unmark run --webhook`")
+    if runners:
+        return runners
     from adapters import shell
 
     return [shell.run]

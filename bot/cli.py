@@ -6,16 +6,19 @@ import asyncio
 import contextlib
 import json
 import logging
+import signal
 import sys
 from dataclasses import asdict
 from pathlib import Path
 
 import click
+from pydantic import SecretStr
 
 from bot.config import Settings, SettingsError, load_settings
 from bot.errors import EngineBroken
 
 logger = logging.getLogger("unmark")
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
 def _settings(*, quiet: bool = False) -> Settings:
@@ -26,12 +29,39 @@ def _settings(*, quiet: bool = False) -> Settings:
         click.echo(f"unmark: bad setting {error}", err=True)
         sys.exit(2)
     level = "WARNING" if quiet and "log_level" not in settings.model_fields_set else settings.log_level
-    logging.basicConfig(level=level, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=level, stream=sys.stderr, format=LOG_FORMAT)
+    _mask_secrets(settings)
     # httpx logs every request URL at INFO; a Telegram URL contains the bot token.
     logging.getLogger("httpx").setLevel(logging.WARNING)
     logging.getLogger("httpcore").setLevel(logging.WARNING)
+    # aiosqlite logs every statement with its parameters at DEBUG: whole images, for the result cache.
+    logging.getLogger("aiosqlite").setLevel(logging.INFO)
     return settings
+
+
+def _mask_secrets(settings: Settings) -> None:
+    """Mask every secret setting in every log line, whoever logs it: PTB logs its API URL, token included, at DEBUG."""
+    secrets: list[str] = []
+    for value in dict(settings).values():
+        for item in value if isinstance(value, tuple) else (value,):
+            if isinstance(item, SecretStr) and len(item.get_secret_value()) >= 6:
+                secrets.append(item.get_secret_value())
+    for handler in logging.getLogger().handlers:
+        handler.setFormatter(_Masking(LOG_FORMAT, sorted(secrets, key=len, reverse=True)))
+
+
+class _Masking(logging.Formatter):
+    """The usual format, then each secret replaced by ``***`` (tracebacks included)."""
+
+    def __init__(self, fmt: str, secrets: list[str]) -> None:
+        super().__init__(fmt)
+        self.secrets = secrets
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = super().format(record)
+        for secret in self.secrets:
+            text = text.replace(secret, "***")
+        return text
 
 
 def _run_async(coroutine) -> None:  # type: ignore[no-untyped-def]
@@ -41,8 +71,26 @@ def _run_async(coroutine) -> None:  # type: ignore[no-untyped-def]
     except (SettingsError, EngineBroken) as error:
         click.echo(f"unmark: {error}", err=True)
         sys.exit(2)
+    except BaseExceptionGroup as group:  # `run`'s adapters share a TaskGroup, which wraps what they raise
+        named = group.subgroup((SettingsError, EngineBroken))
+        if named is None:
+            raise
+        error: BaseException = named
+        while isinstance(error, BaseExceptionGroup):
+            error = error.exceptions[0]
+        click.echo(f"unmark: {error}", err=True)
+        sys.exit(2)
     except KeyboardInterrupt:
         sys.exit(130)
+    except asyncio.CancelledError:  # SIGTERM (see _stop_on_sigterm): the adapters have finished their jobs
+        sys.exit(0)
+
+
+def _stop_on_sigterm() -> None:
+    """Platforms stop a process with SIGTERM: cancel the command's task, so adapters let running jobs finish."""
+    task = asyncio.current_task()
+    assert task is not None
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -53,7 +101,9 @@ def main() -> None:
 @main.command()
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("unmark-out"),
               show_default=True, help="Folder the shell chat writes results into.")
-def run(out: Path) -> None:
+@click.option("--webhook", is_flag=True,
+              help="The web process: serve webhooks (TELEGRAM_WEBHOOK_URL) and GET /healthz on $PORT.")
+def run(out: Path, webhook: bool) -> None:
     """Start every platform configured in the environment; with none, a chat in this terminal."""
     settings = _settings()
 
@@ -62,7 +112,9 @@ def run(out: Path) -> None:
 
         from bot.core import open_service
 
-        runners = plan(settings)
+        runners = plan(settings, webhook=webhook)
+        if shell.run not in runners:  # the shell's blocking stdin read would hold a graceful exit hostage
+            _stop_on_sigterm()
         async with open_service(settings) as service, asyncio.TaskGroup() as group:
             for runner in runners:
                 if runner is shell.run:
@@ -102,6 +154,28 @@ def clean(sources: tuple[str, ...], out: Path) -> None:
 
     _run_async(clean_all())
     sys.exit(1 if failures else 0)
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on; 0.0.0.0 for all.")
+@click.option("--port", type=click.IntRange(0, 65535), help="Port to listen on.  [default: $PORT, else 8080]")
+@click.option("--public-url", help="Base URL clients reach this server at, for result links (data.file).  "
+                                   "[default: $UNMARK_PUBLIC_URL, else the host each request was sent to]")
+def serve(host: str, port: int | None, public_url: str | None) -> None:
+    """Serve a PicWish-compatible watermark removal API over the local engine (keys: UNMARK_API_KEYS)."""
+    settings = _settings()
+    if public_url is not None:
+        if not public_url.startswith(("http://", "https://")):
+            raise click.BadParameter("must start with http:// or https://", param_hint="--public-url")
+        settings = settings.model_copy(update={"public_url": public_url})
+    from bot.server import ServerNotStarted  # Starlette, uvicorn and the worker pool load only for `serve`
+    from bot.server import serve as serve_api
+
+    try:
+        _run_async(serve_api(settings, host=host, port=settings.port if port is None else port))
+    except ServerNotStarted as error:
+        click.echo(f"unmark: {error}", err=True)
+        sys.exit(2)
 
 
 @main.command()

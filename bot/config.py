@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -34,6 +35,14 @@ class Settings(BaseSettings):
     slack_signing_secret: SecretStr | None = Field(None, validation_alias="SLACK_SIGNING_SECRET")
     slack_api_url: str = Field("https://slack.com/api/", validation_alias="SLACK_API_URL")
     port: int = Field(8080, ge=1, le=65535, validation_alias="PORT")
+    # `unmark serve`, the self-hosted PicWish-compatible API (bot.server). Keys are secrets like PicWish's;
+    # the rest are its limits and where it keeps uploads, results and the tasks database.
+    api_keys: Annotated[tuple[SecretStr, ...], NoDecode] = Field((), validation_alias="UNMARK_API_KEYS")
+    server_qps: float = Field(2.0, gt=0, validation_alias="UNMARK_SERVER_QPS")
+    workers: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1, le=64, validation_alias="UNMARK_WORKERS")
+    data_dir: Path = Field(Path("unmark-data"), validation_alias="UNMARK_DATA_DIR")
+    processing_timeout: float = Field(30.0, gt=0, validation_alias="UNMARK_PROCESSING_TIMEOUT")
+    public_url: str | None = Field(None, validation_alias="UNMARK_PUBLIC_URL")
 
     @field_validator("admins", mode="before")
     @classmethod
@@ -49,7 +58,15 @@ class Settings(BaseSettings):
                 raise ValueError(f"expected platform:user_id, got {entry!r}")
         return frozenset(entries)
 
-    @field_validator("picwish_api_url", "telegram_api_url", "slack_api_url", "telegram_webhook_url")
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _parse_api_keys(cls, value: Any) -> tuple[str, ...]:
+        """``key-1, key-2`` → ("key-1", "key-2"); blanks are dropped."""
+        entries = value.split(",") if isinstance(value, str) else value or ()
+        keys = (e.get_secret_value() if isinstance(e, SecretStr) else str(e) for e in entries)
+        return tuple(key.strip() for key in keys if key.strip())
+
+    @field_validator("picwish_api_url", "telegram_api_url", "slack_api_url", "telegram_webhook_url", "public_url")
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:
         if value is not None and not value.startswith(("http://", "https://")):

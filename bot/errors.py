@@ -7,6 +7,7 @@
     │   ├── ImageTooLarge         too_large         a side over 10000 px, or a decompression bomb
     │   ├── FileTooLarge          file_too_large    more bytes than we (or the platform) can take
     │   ├── UnreachableLink       unreachable_link  a typed URL we (or PicWish) could not fetch
+    │   ├── FileUnavailable       file_unavailable  the chat platform would not serve a shared file
     │   └── UnreadableFile        unreadable_file   a local path (shell, CLI) that cannot be read
     ├── QuotaExceeded             quota_exceeded    the chat's daily limit is used up
     └── RemovalFailed             removal_failed    the remover gave up on this image (state -1)
@@ -79,6 +80,16 @@ class UnreachableLink(InputError):
     """A link the person typed could not be downloaded."""
 
     code = "unreachable_link"
+
+    def __init__(self, reason: str = "") -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class FileUnavailable(InputError):
+    """The chat platform would not hand over a file that was shared (deleted, or a missing permission)."""
+
+    code = "file_unavailable"
 
     def __init__(self, reason: str = "") -> None:
         super().__init__(reason)

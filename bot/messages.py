@@ -63,7 +63,9 @@ def usage_summary(*, today: int, limit: int, exempt: bool, last_30_days: int, al
 
 
 def _megabytes(size: int) -> str:
-    return f"{size / 2**20:.0f} MB"
+    # Limits are set in round decimal MB by some platforms (Telegram's 20 000 000 bytes) and in MiB by
+    # others (PicWish's 50 MB): show each as the round number its owner advertises.
+    return f"{size / 1e6:.0f} MB" if size % 1_000_000 == 0 else f"{size / 2**20:.0f} MB"
 
 
 def describe(error: errors.UnmarkError) -> str:
@@ -91,6 +93,9 @@ def describe(error: errors.UnmarkError) -> str:
             return f"That file is too big; the most I can take is {_megabytes(limit)}."
         case errors.UnreachableLink():
             return "I couldn't download an image from that link. Check that it is public and try again."
+        case errors.FileUnavailable():
+            return ("I couldn't download that file from the chat. Please send it again; if this keeps happening, "
+                    "the bot's operator should check its permission to read files.")
         case errors.UnreadableFile(path=path):
             return f"I can't read {path}. Check the path and try again."
         case errors.QuotaExceeded(limit=limit, resets_at=resets_at):
@@ -123,3 +128,70 @@ def global_summary(today: int, last_30_days: int, all_time: int, failed: int, ca
     median = f"; median time {median_seconds:.1f} s" if median_seconds is not None else ""
     return (f"All chats: {today} images today, {last_30_days} in 30 days ({chats} active chats), {all_time} all "
             f"time; {failed} failed, {cached} answered from the cache{median}.")
+
+
+# --- Slack ------------------------------------------------------------------------------------------------------
+
+SLACK_HELP = (
+    "In Slack: send me images in a direct message; in a channel, mention @unmark in the message that shares "
+    "them; on any message with images, choose “Remove watermark” from its ⋮ menu; or type /unmark and a link "
+    "to an image. /unmark usage shows this conversation's usage."
+)
+SLACK_COMMAND_HINT = "Type /unmark and a link to an image (/unmark https://…), or /unmark usage, or /unmark help."
+SLACK_NO_IMAGE = (
+    "I don't see an image in that message. Mention me in the message that shares the image, or choose "
+    "“Remove watermark” from the ⋮ menu of a message that has one."
+)
+SLACK_HOME_TITLE = "unmark: watermark removal"
+SLACK_DIRECT_MESSAGES = "direct messages"
+
+
+def slack_home(*, today: int, last_30_days: int, top_channels: list[tuple[str, int]], limit: int,
+               exempt: bool) -> list[str]:
+    """The App Home tab, one paragraph each: this workspace's usage, its busiest channels, the limits, how to use.
+
+    ``top_channels`` pairs a channel as Slack should show it (``<#C123>``) with its images in 30 days.
+    """
+    noun = "image" if today == 1 else "images"
+    paragraphs = [f"This workspace: {today} {noun} cleaned today, {last_30_days} in the last 30 days."]
+    if top_channels:
+        busiest = ", ".join(f"{channel} ({count})" for channel, count in top_channels)
+        paragraphs.append(f"Busiest in the last 30 days: {busiest}.")
+    if limit == 0:
+        quota = "No daily limit applies here."
+    else:
+        quota = f"Each channel and direct message may clean {limit} images a day (resets at 00:00 UTC)."
+        if exempt:
+            quota += " You are an admin, so no limit applies to your images."
+    paragraphs.append(f"{quota} Images must be {MIN_SIDE}–{MAX_SIDE} px a side and at most "
+                      f"{MAX_BYTES // 2**20} MB.")
+    paragraphs.append(SLACK_HELP)
+    return paragraphs
+
+
+# --- Telegram ---------------------------------------------------------------------------------------------------
+
+TELEGRAM_SEND_AN_IMAGE = (
+    "Send me a photo or an image file (jpg, png or bmp), or a link to one, and I'll remove its watermark. "
+    "/help says more."
+)
+TELEGRAM_CLEAN_HOW = "Reply /clean to a photo or an image file, or type /clean and a link to an image."
+TELEGRAM_INTERRUPTED = "I had to restart before I could finish this image. Please send it again."
+TELEGRAM_REENCODED = "Re-encoded as a high-quality JPEG to fit Telegram's 50 MB upload limit."
+TELEGRAM_COMMANDS = (
+    ("clean", "Clean the photo or image file you reply to"),
+    ("usage", "This chat's usage and what is left today"),
+    ("help", "What I do, my limits and privacy"),
+)
+TELEGRAM_ADMIN_COMMANDS = (("stats", "Everyone's usage (admins only)"),)
+
+
+def telegram_help(bot_username: str) -> str:
+    """/start and /help in Telegram: what I do, the limits, privacy and how to ask in a group, in one paragraph."""
+    return (f"{HELP} On Telegram a file can be at most 20 MB. In a group I answer only when asked: reply /clean "
+            f"to a photo or an image file, or put /clean or @{bot_username} in its caption.")
+
+
+def batch_status(position: int, total: int, text: str) -> str:
+    """The one status line of a chat working through several images at once (an album, a burst)."""
+    return text if total <= 1 else f"Image {position} of {total}: {text}"

@@ -1,0 +1,109 @@
+"""SlackReplies: one job's answers in Slack: a status message edited as it goes, the result uploaded in the thread."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+from slack_bolt.context.respond.async_respond import AsyncRespond
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+
+logger = logging.getLogger(__name__)
+
+STATUS_INTERVAL = 1.0  # seconds between edits of one status message: Slack allows about a message a second per channel
+
+
+@dataclass(frozen=True, slots=True)
+class Place:
+    """Where in Slack a request came from, and so where its answers go."""
+
+    channel: str
+    thread_ts: str | None = None  # answer in this thread; None answers at the top of the conversation
+    message_ts: str | None = None  # the message that asked, for reactions
+
+
+class SlackReplies:
+    """Replies for one job: a status message edited at most once per interval, the result uploaded in the thread.
+
+    With ``respond`` (a slash command's response_url) the status and errors are ephemeral instead, seen only
+    by the person who asked; the cleaned image is still uploaded into the conversation.
+    """
+
+    def __init__(self, client: AsyncWebClient, place: Place, *, label: str | None = None,
+                 respond: AsyncRespond | None = None, interval: float = STATUS_INTERVAL) -> None:
+        self._client, self._place, self._label, self._respond = client, place, label, respond
+        self._interval = interval
+        self._ts: str | None = None  # the status message, once posted
+        self._shown, self._wanted, self._shown_at = "", "", 0.0
+        self._editor: asyncio.Task[None] | None = None
+
+    async def progress(self, text: str) -> None:
+        """Post the status line once, then edit it at most once per interval; the latest text wins."""
+        text = self._labelled(text)
+        if self._respond is not None:
+            if not self._shown:  # a response_url takes five answers: say "working" once, not every percent
+                self._shown = text
+                await quietly(self._respond(text=text, response_type="ephemeral"))
+            return
+        self._wanted = text
+        if self._ts is None:
+            posted = await quietly(self._client.chat_postMessage(
+                channel=self._place.channel, thread_ts=self._place.thread_ts, text=text))
+            if posted is not None:
+                self._ts, self._shown, self._shown_at = posted["ts"], text, time.monotonic()
+        elif self._editor is None or self._editor.done():
+            self._editor = asyncio.create_task(self._edit_soon())
+
+    async def send_image(self, data: bytes, filename: str, caption: str) -> None:
+        """Upload the result (files_upload_v2) into the conversation and thread, then remove the status."""
+        await self._client.files_upload_v2(
+            channel=self._place.channel, thread_ts=self._place.thread_ts, file=data, filename=filename,
+            title=filename, initial_comment=caption)
+        await self._stop_editing()
+        if self._ts is not None:
+            await quietly(self._client.chat_delete(channel=self._place.channel, ts=self._ts))
+            self._ts = None
+
+    async def say(self, text: str) -> None:
+        """Turn the status message into this sentence (or post it); ephemeral for slash commands."""
+        text = self._labelled(text)
+        if self._respond is not None:
+            await self._respond(text=text, response_type="ephemeral")
+            return
+        await self._stop_editing()
+        if self._ts is not None and await quietly(
+                self._client.chat_update(channel=self._place.channel, ts=self._ts, text=text)) is not None:
+            return
+        await self._client.chat_postMessage(channel=self._place.channel, thread_ts=self._place.thread_ts, text=text)
+
+    async def _edit_soon(self) -> None:
+        await asyncio.sleep(max(0.0, self._shown_at + self._interval - time.monotonic()))
+        text = self._wanted
+        if self._ts is not None and text != self._shown:
+            await quietly(self._client.chat_update(channel=self._place.channel, ts=self._ts, text=text))
+            self._shown, self._shown_at = text, time.monotonic()
+
+    async def _stop_editing(self) -> None:
+        if self._editor is not None and not self._editor.done():
+            self._editor.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._editor
+
+    def _labelled(self, text: str) -> str:
+        return f"{self._label}: {text}" if self._label else text
+
+
+async def quietly(call: Awaitable[Any]) -> Any:
+    """Await a cosmetic Web API call (status line, reaction); its failure is logged and is never the job's."""
+    try:
+        return await call
+    except (SlackApiError, aiohttp.ClientError) as exc:
+        logger.info("Slack call failed: %s", exc)
+        return None
