@@ -200,6 +200,39 @@ def usage(platform: str | None, chat_id: str | None, days: int | None, as_json: 
     _run_async(show())
 
 
+@main.group()
+def bench() -> None:
+    """Measure the local engine against baselines on a fixed, held-out synthetic set."""
+
+
+@bench.command("engine")
+@click.option("--quick", is_flag=True, help="A smoke run: 2 images per family.")
+@click.option("--n", "n", type=click.IntRange(min=1), help="Images per family.  [default: 12; 2 with --quick]")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("benchmarks/results"),
+              show_default=True, help="Folder for engine.json and engine-grid.png.")
+def bench_engine(quick: bool, n: int | None, out: Path) -> None:
+    """Run no-op, oracle-mask Telea and the engines side by side; print one table (needs benchmarks/assets.sh)."""
+    from tqdm import tqdm
+
+    from bot.engine import report  # numpy, OpenCV and the engines load only for this command
+
+    bar = tqdm(unit="image", file=sys.stderr)
+
+    def advance(done: int, total: int) -> None:
+        bar.total = total
+        bar.update(done - bar.n)
+
+    try:
+        text = report.benchmark(out, n=n or (report.QUICK_N if quick else report.DEFAULT_N), progress=advance)
+    except (FileNotFoundError, EngineBroken) as error:
+        click.echo(f"unmark: {error}", err=True)
+        sys.exit(2)
+    finally:
+        bar.close()
+    click.echo(text)
+    click.echo(f"\nwrote {out / 'engine.json'} and {out / 'engine-grid.png'}")
+
+
 def format_usage(rows: list) -> str:  # type: ignore[type-arg]
     """A plain table of usage rows."""
     header = ("platform", "chat", "today", "30 days", "all time", "failed", "cached", "success", "median s")

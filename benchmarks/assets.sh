@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Installs the Debian packages that watermark synthesis and `unmark bench engine` draw photos, fonts and logos from
+# (bot/engine/assets.py lists which file belongs to the train or the test split). Idempotent: packages already
+# installed are skipped, and with all of them present nothing is downloaded. About 345 MB of .debs in all.
+#
+#   sudo benchmarks/assets.sh      (or as root; Debian 12 "bookworm")
+set -euo pipefail
+
+PACKAGES=(
+  # photos: train
+  mate-backgrounds               # 12 nature photos
+  plasma-workspace-wallpapers    # 11 photos + 19 artworks
+  opencv-doc                     # 22 small photos, scene-text photos (train: segmented words; test: scenetext01-06)
+  # photos: test (held out)
+  lomiri-wallpapers-16.04        # 14 photos
+  # fonts: train
+  fonts-dejavu-core fonts-dejavu-extra fonts-liberation2 fonts-noto-core fonts-wqy-microhei
+  # fonts: test (held out)
+  fonts-lato fonts-open-sans fonts-inter fonts-urw-base35 fonts-wqy-zenhei
+  # logos: train (Oxygen icons), test (GNOME icons; opencv-doc's OpenCV logos)
+  oxygen-icon-theme gnome-icon-theme
+)
+
+missing=()
+for package in "${PACKAGES[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$package")
+  fi
+done
+
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "benchmark assets: all ${#PACKAGES[@]} packages already installed"
+  exit 0
+fi
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then
+  SUDO="sudo"
+fi
+echo "benchmark assets: installing ${missing[*]}"
+$SUDO apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"

@@ -1,0 +1,259 @@
+"""Runs watermark-removal methods side by side on a fixed-seed held-out synthetic set (`unmark bench engine`).
+
+The set is drawn from the *test* split of assets.py only (Lomiri 16.04 photos, opencv-doc scenetext01-06, test
+fonts and logos), so nothing a segmenter trains on appears here. Sample k of a family is seeded by (SEED, family,
+k): a bigger N adds samples and keeps the first ones. Every method sees the same samples in the same run.
+
+Per sample and method: PSNR and SSIM against the true clean image; PSNR-w over the true mark (alpha > 0.02); the
+*predicted mask* = the pixels the method changed (any channel differs from its input), scored against the true
+mark by IoU, precision and recall; on clean and scenetext photos, the fraction of pixels left bit-exact and whether
+any pixel changed ("touched"); wall time per megapixel; and the RSS high-water mark over RSS before the call
+(Linux /proc/self/clear_refs, after malloc_trim), which counts OpenCV's and onnxruntime's native memory too.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import gc
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from bot.engine import assets, metrics
+from bot.engine.synth import FAMILIES, MARKED_FAMILIES, Sample, synthesize
+
+__all__ = ["METHODS", "SEED", "Case", "Method", "Result", "Score", "build_cases", "held_out_set", "run", "summarize"]
+
+SEED = 20_250_601  # fixed: the held-out set is the same in every run (never tune on it)
+MEGAPIXELS = 1.0
+PHOTO_MAX_PIXELS = 3_000_000  # test photos are decoded at most this big, then cropped to about 1 MP
+ORACLE_DILATE = 2  # px, as in engine.md's oracle runs
+ORACLE_RADIUS = 3
+NO_MARK_FAMILIES = tuple(f for f in FAMILIES if f not in MARKED_FAMILIES)
+
+Method = Callable[[Sample], np.ndarray]
+
+
+def _noop(sample: Sample) -> np.ndarray:
+    return sample.marked.copy()
+
+
+def _oracle_telea(sample: Sample) -> np.ndarray:
+    """Telea (r=3) on the true mask (alpha > 0.02) dilated 2 px, pasted into that mask only: the inpainting ceiling."""
+    mask = sample.mask.astype(np.uint8)
+    if not mask.any():
+        return sample.marked.copy()
+    size = 2 * ORACLE_DILATE + 1
+    mask = cv2.dilate(mask, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size)))
+    out = sample.marked.copy()
+    filled = cv2.inpaint(sample.marked, mask, ORACLE_RADIUS, cv2.INPAINT_TELEA)
+    np.copyto(out, filled, where=mask.astype(bool)[..., None])
+    return out
+
+
+def _text_engine() -> Method:
+    from bot.engine import TextEngine
+
+    engine = TextEngine.load()
+    return lambda sample: engine.clean(sample.marked)
+
+
+# Name -> factory (called once per run; loading is not timed). Adding a method is one line here.
+METHODS: dict[str, Callable[[], Method]] = {
+    "noop": lambda: _noop,
+    "oracle_telea": lambda: _oracle_telea,
+    "text_engine": _text_engine,
+    "engine": _text_engine,  # the slot for the next engine (issue 6); until it lands, the same TextEngine
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Case:
+    """One benchmark input: the sample and where its photo came from."""
+
+    sample: Sample
+    photo: str
+    index: int
+
+
+@dataclass(frozen=True, slots=True)
+class Score:
+    """One method's result on one case."""
+
+    psnr: float
+    psnr_w: float | None
+    ssim: float
+    iou: float | None
+    precision: float | None
+    recall: float | None
+    unchanged: float
+    touched: bool
+    seconds: float
+    s_per_mp: float
+    peak_mib: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    """All methods' scores on one case, plus the outputs kept for the picture grid."""
+
+    case: Case
+    scores: dict[str, Score]
+    outputs: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+def held_out_set(n: int, *, seed: int = SEED, megapixels: float = MEGAPIXELS) -> list[Case]:
+    """n cases per family from the installed test split; raises FileNotFoundError if it is not installed."""
+    photos, scenes = assets.photos("test"), assets.photos("test", "scenetext")
+    if not photos or not scenes:
+        raise FileNotFoundError("the benchmark's test photos are not installed: run benchmarks/assets.sh")
+    return build_cases(
+        {p.name: assets.load_photo(p, PHOTO_MAX_PIXELS) for p in photos},
+        {p.name: assets.load_photo(p, int(megapixels * 1e6)) for p in scenes},
+        n, seed=seed, megapixels=megapixels, fonts=assets.fonts("test"), logos=assets.logos("test"),
+    )
+
+
+def build_cases(
+    photos: dict[str, np.ndarray], scenes: dict[str, np.ndarray], n: int, *, seed: int, megapixels: float,
+    fonts: Sequence[assets.FontFile] = (), logos: Sequence[Path | np.ndarray] = (),
+) -> list[Case]:
+    """n cases per family: marked families and clean ones on photos, scenetext ones on the scene photos (whole)."""
+    out = []
+    names, scene_names = sorted(photos), sorted(scenes)
+    for fi, family in enumerate(FAMILIES):
+        for k in range(n):
+            rng = np.random.default_rng([seed, fi, k])
+            if family == "scenetext":
+                name = scene_names[k % len(scene_names)]
+                sample = synthesize(scenes[name], family, rng, fonts=fonts, logos=logos)
+            else:
+                name = names[(k + 3 * fi) % len(names)]  # every family visits every photo, from different starts
+                sample = synthesize(photos[name], family, rng, fonts=fonts, logos=logos,
+                                    size=_frame(photos[name].shape, megapixels))
+            out.append(Case(sample, name, k))
+    return out
+
+
+def run(
+    cases: Sequence[Case], methods: dict[str, Callable[[], Method]] | None = None, *, keep: int = 0,
+    progress: Callable[[int, int], None] | None = None,
+) -> list[Result]:
+    """Score every method on every case (methods interleaved per case, so drift hits all alike).
+
+    keep: for the first `keep` cases of each family the outputs are kept (for the picture grid).
+    """
+    loaded = {name: factory() for name, factory in (methods or METHODS).items()}
+    if cases:
+        for method in loaded.values():  # warm-up: first-call costs (arena growth, lazy inits) are not timed
+            method(cases[0].sample)
+    results = []
+    for done, case in enumerate(cases, 1):
+        scores, outputs = {}, {}
+        for name, method in loaded.items():
+            output, seconds, peak = _measure(method, case.sample)
+            scores[name] = _score(case.sample, output, seconds, peak)
+            if case.index < keep:
+                outputs[name] = output
+        results.append(Result(case, scores, outputs))
+        if progress is not None:
+            progress(done, len(cases))
+    return results
+
+
+def summarize(results: Sequence[Result]) -> dict[str, dict[str, dict[str, float | int | None]]]:
+    """Per family (and "all marked", "all unmarked") per method: means of the quality metrics, images touched,
+    median s/MP and the largest peak memory."""
+    groups: dict[str, list[Result]] = {f: [r for r in results if r.case.sample.family == f] for f in FAMILIES}
+    groups["all marked"] = [r for r in results if r.case.sample.family in MARKED_FAMILIES]
+    groups["all unmarked"] = [r for r in results if r.case.sample.family in NO_MARK_FAMILIES]
+    summary: dict[str, dict[str, dict[str, float | int | None]]] = {}
+    for group, members in groups.items():
+        if not members:
+            continue
+        summary[group] = {}
+        for name in members[0].scores:
+            scores = [r.scores[name] for r in members]
+            peaks = [s.peak_mib for s in scores if s.peak_mib is not None]
+            summary[group][name] = {
+                "n": len(scores),
+                "psnr": _mean(s.psnr for s in scores),
+                "psnr_w": _mean(s.psnr_w for s in scores),
+                "ssim": _mean(s.ssim for s in scores),
+                "iou": _mean(s.iou for s in scores),
+                "precision": _mean(s.precision for s in scores),
+                "recall": _mean(s.recall for s in scores),
+                "unchanged": _mean(s.unchanged for s in scores),
+                "touched": sum(s.touched for s in scores),
+                "s_per_mp": statistics.median(s.s_per_mp for s in scores),
+                "peak_mib": max(peaks) if peaks else None,
+            }
+    return summary
+
+
+def _score(sample: Sample, output: np.ndarray, seconds: float, peak: float | None) -> Score:
+    if output.shape != sample.marked.shape or output.dtype != np.uint8:
+        raise ValueError(f"a method returned {output.dtype} {output.shape} for {sample.marked.shape}")
+    truth = sample.mask
+    marked = sample.family in MARKED_FAMILIES
+    predicted = metrics.changed(output, sample.marked)
+    precision, recall = metrics.precision_recall(predicted, truth)
+    megapixels = output.shape[0] * output.shape[1] / 1e6
+    return Score(
+        psnr=metrics.psnr(output, sample.clean),
+        psnr_w=metrics.psnr_inside(output, sample.clean, truth) if marked else None,
+        ssim=metrics.ssim(output, sample.clean),
+        iou=metrics.iou(predicted, truth) if marked else None,
+        precision=precision if marked else None,
+        recall=recall if marked else None,
+        unchanged=1.0 - np.count_nonzero(predicted) / predicted.size,
+        touched=bool(predicted.any()),
+        seconds=seconds,
+        s_per_mp=seconds / megapixels,
+        peak_mib=peak,
+    )
+
+
+def _measure(method: Method, sample: Sample) -> tuple[np.ndarray, float, float | None]:
+    """Run once: (output, wall seconds, RSS high-water mark above RSS before, in MiB, or None off Linux)."""
+    gc.collect()
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)  # freed arenas back to the OS, so the high-water mark is this call's
+    before = _status_kib("VmRSS")
+    try:
+        Path("/proc/self/clear_refs").write_text("5")  # Linux >= 4.0: VmHWM := VmRSS
+        resettable = before is not None
+    except OSError:
+        resettable = False
+    started = time.perf_counter()
+    output = method(sample)
+    seconds = time.perf_counter() - started
+    hwm = _status_kib("VmHWM") if resettable else None
+    peak = (hwm - before) / 1024 if hwm is not None and before is not None else None
+    return output, seconds, peak
+
+
+def _status_kib(field_name: str) -> int | None:
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(field_name + ":"):
+                return int(line.split()[1])
+    return None
+
+
+def _frame(shape: tuple[int, ...], megapixels: float) -> tuple[int, int]:
+    """(height, width) of about `megapixels` with the photo's aspect ratio (clamped to 2:1), multiples of 8."""
+    aspect = min(2.0, max(0.5, shape[0] / shape[1]))
+    width = (megapixels * 1e6 / aspect) ** 0.5
+    return max(8, int(round(width * aspect / 8)) * 8), max(8, int(round(width / 8)) * 8)
+
+
+def _mean(values) -> float | None:  # type: ignore[no-untyped-def]
+    present = [v for v in values if v is not None]
+    return float(np.mean(present)) if present else None

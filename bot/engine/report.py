@@ -1,0 +1,169 @@
+"""Turns engine-benchmark results into the printed table, the JSON file and the picture grid people look at."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import platform
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict
+from importlib import metadata
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from bot.engine import assets, bench
+from bot.engine.bench import Result
+from bot.engine.synth import FAMILIES, Sample
+
+__all__ = ["QUICK_N", "DEFAULT_N", "benchmark", "grid", "machine", "table", "write_json"]
+
+DEFAULT_N = 12  # per family: 72 images at 1 MP, a few minutes on 2 cores
+QUICK_N = 2
+GRID_PER_FAMILY = 2
+CELL = (384, 256)  # (width, height) of one grid cell: a full-resolution window, so faint residue stays visible
+LABEL_HEIGHT = 22
+TABLE_COLUMNS = (
+    # (header, summary key, format, width)
+    ("PSNR", "psnr", "{:.2f}", 7), ("PSNR-w", "psnr_w", "{:.2f}", 7), ("SSIM", "ssim", "{:.4f}", 7),
+    ("IoU", "iou", "{:.3f}", 6), ("prec", "precision", "{:.3f}", 6), ("recall", "recall", "{:.3f}", 6),
+    ("unchanged", "unchanged", "{:.4f}", 9), ("touched", "touched", "{}", 7),
+    ("s/MP", "s_per_mp", "{:.3f}", 6), ("peak MiB", "peak_mib", "{:.0f}", 8),
+)
+
+
+def benchmark(out: Path, *, n: int = DEFAULT_N, progress: Callable[[int, int], None] | None = None) -> str:
+    """Build the held-out set, run every method, write out/engine.json and out/engine-grid.png; return the table."""
+    started = time.perf_counter()
+    cases = bench.held_out_set(n)
+    built = time.perf_counter()
+    results = bench.run(cases, keep=GRID_PER_FAMILY, progress=progress)
+    summary = bench.summarize(results)
+    settings = {
+        "seed": bench.SEED, "n_per_family": n, "megapixels": bench.MEGAPIXELS, "methods": list(bench.METHODS),
+        "split": "test", "build_seconds": round(built - started, 2),
+        "run_seconds": round(time.perf_counter() - built, 2),
+        "assets": {"photos": [p.name for p in assets.photos("test")],
+                   "scenetext": [p.name for p in assets.photos("test", "scenetext")],
+                   "fonts": [f.name for f in assets.fonts("test")], "logos": len(assets.logos("test"))},
+    }
+    write_json(out / "engine.json", results, summary, settings)
+    grid(out / "engine-grid.png", results)
+    return table(summary)
+
+
+def table(summary: Mapping[str, Mapping[str, Mapping[str, float | int | None]]]) -> str:
+    """One plain-text table: a block of method rows per family, then the pooled "all" blocks."""
+    methods = list(next(iter(summary.values()))) if summary else []
+    width = max([len("all unmarked"), *(len(g) for g in summary)])
+    mwidth = max([6, *(len(m) for m in methods)])
+    header = f"{'family':<{width}}  {'method':<{mwidth}}  {'n':>3}" + "".join(
+        f"  {name:>{w}}" for name, _, _, w in TABLE_COLUMNS)
+    lines = [header, "-" * len(header)]
+    for group, per_method in summary.items():
+        for method, row in per_method.items():
+            cells = []
+            for name, key, fmt, w in TABLE_COLUMNS:
+                value = row.get(key)
+                if key == "touched":
+                    marked = row.get("iou") is not None
+                    text = "-" if marked else f"{value}/{row['n']}"
+                else:
+                    text = "-" if value is None else fmt.format(value)
+                cells.append(f"  {text:>{w}}")
+            lines.append(f"{group:<{width}}  {method:<{mwidth}}  {row['n']:>3}" + "".join(cells))
+        lines.append("")
+    return "\n".join(lines).rstrip()
+
+
+def write_json(path: Path, results: Sequence[Result], summary: Mapping[str, object], settings: Mapping[str, object]
+               ) -> None:
+    """Everything in one file: settings, machine, the summary table and every sample's scores and draw."""
+    samples = [{
+        "family": r.case.sample.family, "photo": r.case.photo, "index": r.case.index,
+        "size": list(r.case.sample.marked.shape[:2]), "meta": _jsonable(r.case.sample.meta),
+        "scores": {name: asdict(score) for name, score in r.scores.items()},
+    } for r in results]
+    document = {"settings": dict(settings), "machine": machine(), "summary": summary, "samples": samples}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(_jsonable(document), indent=1, ensure_ascii=False) + "\n")
+
+
+def grid(path: Path, results: Sequence[Result]) -> int:
+    """Save input | each method's result | true clean, for the cases whose outputs were kept; returns rows drawn."""
+    kept = sorted((r for r in results if r.outputs), key=lambda r: (FAMILIES.index(r.case.sample.family),
+                                                                      r.case.index))
+    if not kept:
+        return 0
+    methods = [m for m in kept[0].outputs if m != "noop"]
+    headers = ["input", *methods, "true clean"]
+    cw, ch = CELL
+    rows = []
+    for result in kept:
+        sample = result.case.sample
+        box = _window(sample, result.outputs)
+        images = [sample.marked, *(result.outputs[m] for m in methods), sample.clean]
+        row = np.full((ch + LABEL_HEIGHT, cw * len(images), 3), 255, np.uint8)
+        for i, image in enumerate(images):
+            crop = image[box[1] : box[3], box[0] : box[2]]
+            row[LABEL_HEIGHT : LABEL_HEIGHT + crop.shape[0], i * cw : i * cw + crop.shape[1]] = crop
+            label = f"{sample.family} #{result.case.index}" if i == 0 else headers[i]
+            if 0 < i <= len(methods):
+                score = result.scores[methods[i - 1]]
+                label += f"  {score.psnr:.1f} dB" if score.psnr_w is None else f"  {score.psnr_w:.1f} dB-w"
+            cv2.putText(row, label, (i * cw + 4, LABEL_HEIGHT - 6), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1,
+                        cv2.LINE_AA)
+        rows.append(row)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(path), np.concatenate(rows)[..., ::-1])
+    return len(rows)
+
+
+def machine() -> dict[str, object]:
+    """What the numbers were measured on: they compare only on the same machine."""
+    cpu = platform.processor()
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    versions = {}
+    for package in ("numpy", "opencv-python", "onnxruntime", "Pillow", "rapidocr-onnxruntime"):
+        with contextlib.suppress(metadata.PackageNotFoundError):
+            versions[package] = metadata.version(package)
+    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(), "packages": versions,
+            "opencv_threads": cv2.getNumThreads()}
+
+
+def _window(sample: Sample, outputs: Mapping[str, np.ndarray]) -> tuple[int, int, int, int]:
+    """A CELL-sized box around the mark's centre, or around what the methods changed when there is no mark."""
+    h, w = sample.marked.shape[:2]
+    focus = sample.mask
+    if not focus.any():
+        focus = np.zeros((h, w), bool)
+        for output in outputs.values():
+            focus |= np.any(output != sample.marked, axis=2)
+    if focus.any():
+        ys, xs = np.nonzero(focus)
+        cx, cy = int(np.median(xs)), int(np.median(ys))
+    else:
+        cx, cy = w // 2, h // 2
+    cw, ch = min(CELL[0], w), min(CELL[1], h)
+    x0, y0 = min(max(0, cx - cw // 2), w - cw), min(max(0, cy - ch // 2), h - ch)
+    return x0, y0, x0 + cw, y0 + ch
+
+
+def _jsonable(value: object) -> object:
+    """Numpy scalars and tuples into plain JSON values."""
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, Path):
+        return str(value)
+    return value

@@ -1,0 +1,233 @@
+"""Synthesis gives exact, reproducible ground truth; the benchmark's metrics and runner behave on tiny inputs.
+
+Everything here runs on procedural photos, Pillow's built-in font and drawn logos, so no Debian package is needed.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from bot.engine import assets, bench, metrics, report
+from bot.engine.layers import procedural_logo
+from bot.engine.synth import FAMILIES, MARKED_FAMILIES, MASK_THRESHOLD, Sample, synthesize
+from tests.watermarks import photo
+
+SIZE = (192, 256)  # (height, width) of the crops: small keeps the module fast
+ALPHA_RANGES = {"text": (0.2, 0.85), "tiled": (0.1, 0.4), "logo": (0.3, 0.9), "stamp": (0.85, 1.0)}
+SEEDS = range(6)
+
+
+@pytest.fixture(scope="module")
+def base() -> np.ndarray:
+    return photo(400, 300, 7)
+
+
+def draw(base: np.ndarray, family: str, seed: int, **kwargs: object) -> Sample:
+    return synthesize(base, family, np.random.default_rng(seed), size=SIZE, **kwargs)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_the_same_seed_gives_identical_samples(base: np.ndarray, family: str) -> None:
+    a, b = draw(base, family, 3), draw(base, family, 3)
+
+    for name in ("marked", "clean", "alpha", "colour"):
+        assert np.array_equal(getattr(a, name), getattr(b, name)), name
+    assert a.meta == b.meta and a.family == b.family == family
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_different_seeds_give_different_samples(base: np.ndarray, family: str) -> None:
+    a, b = draw(base, family, 1), draw(base, family, 2)
+
+    assert not np.array_equal(a.marked, b.marked)
+
+
+@pytest.mark.parametrize("family", MARKED_FAMILIES)
+def test_the_marked_image_is_the_blend_of_clean_alpha_and_colour(base: np.ndarray, family: str) -> None:
+    for seed in SEEDS:
+        s = draw(base, family, seed, jpeg_probability=0.0)
+        a = s.alpha[..., None].astype(np.float64)
+        blend = (1 - a) * s.clean + a * s.colour
+
+        assert np.abs(s.marked - blend).max() <= 0.5 + 1e-3, f"seed {seed}"
+
+
+@pytest.mark.parametrize("family", MARKED_FAMILIES)
+def test_pixels_outside_the_mark_are_exactly_the_clean_ones(base: np.ndarray, family: str) -> None:
+    for seed in SEEDS:
+        s = draw(base, family, seed, jpeg_probability=0.0)
+        outside = s.alpha == 0
+
+        assert np.array_equal(s.marked[outside], s.clean[outside])
+        assert np.all(s.colour[outside] == 0)
+        assert s.mask.any(), f"seed {seed}: no mark drawn"
+
+
+@pytest.mark.parametrize("family", MARKED_FAMILIES)
+def test_alpha_stays_in_the_family_range(base: np.ndarray, family: str) -> None:
+    low, high = ALPHA_RANGES[family]
+    for seed in SEEDS:
+        s = draw(base, family, seed)
+
+        assert s.alpha.dtype == np.float32 and s.alpha.shape == SIZE
+        assert s.alpha.min() >= 0 and s.alpha.max() <= high + 1e-5
+        # Somewhere the mark is at its full opacity (inside a glyph or logo), so at least near the family's floor.
+        assert s.alpha.max() >= (0.8 if family == "stamp" else 0.5 * low), f"seed {seed}: the mark is barely there"
+        assert s.colour.min() >= 0 and s.colour.max() <= 255
+
+
+@pytest.mark.parametrize("family", ["clean", "scenetext"])
+def test_unmarked_families_have_no_alpha_and_ask_for_the_input_back(base: np.ndarray, family: str) -> None:
+    for seed in SEEDS:
+        s = draw(base, family, seed, jpeg_probability=1.0)
+
+        assert not s.alpha.any() and not s.colour.any()
+        assert np.array_equal(s.marked, s.clean)
+        assert s.meta["coverage"] == 0.0
+
+
+@pytest.mark.parametrize("family", MARKED_FAMILIES)
+def test_jpeg_changes_only_the_marked_image_not_the_truth(base: np.ndarray, family: str) -> None:
+    raw, jpeg = draw(base, family, 5, jpeg_probability=0.0), draw(base, family, 5, jpeg_probability=1.0)
+
+    assert raw.meta["jpeg"] is None and 60 <= jpeg.meta["jpeg"] <= 95  # type: ignore[operator]
+    assert np.array_equal(raw.alpha, jpeg.alpha) and np.array_equal(raw.clean, jpeg.clean)
+    assert not np.array_equal(raw.marked, jpeg.marked)
+
+
+def test_crops_have_the_asked_size_and_leave_the_photo_alone(base: np.ndarray) -> None:
+    before = base.copy()
+
+    tall = synthesize(base, "text", np.random.default_rng(0), size=(500, 120))
+    whole = synthesize(base, "logo", np.random.default_rng(0))
+
+    assert tall.marked.shape == (500, 120, 3) and tall.marked.dtype == np.uint8
+    assert whole.marked.shape == base.shape
+    assert np.array_equal(base, before)
+
+
+def test_fallback_assets_and_logo_arrays_are_used(base: np.ndarray) -> None:
+    text = draw(base, "text", 0)
+    logo = draw(base, "logo", 0, logos=[procedural_logo(np.random.default_rng(9))])
+
+    assert text.meta["font"] == "pillow-default"
+    assert logo.meta["logo"] == "array" and logo.mask.any()
+    assert draw(base, "logo", 0).meta["logo"] == "procedural"
+
+
+def test_bad_input_is_refused(base: np.ndarray) -> None:
+    with pytest.raises(ValueError):
+        draw(base, "sparkle", 0)
+    with pytest.raises(ValueError):
+        synthesize(base[..., 0], "text", np.random.default_rng(0))
+
+
+def test_synthesis_does_not_import_torch() -> None:
+    code = "import sys, bot.engine.synth, bot.engine.bench; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_train_and_test_assets_never_overlap() -> None:
+    assert not set(assets.photos("train")) & set(assets.photos("test"))
+    assert not set(assets.photos("train", "scenetext")) & set(assets.photos("test", "scenetext"))
+    assert not {f.path for f in assets.fonts("train")} & {f.path for f in assets.fonts("test")}
+    assert not set(assets.logos("train")) & set(assets.logos("test"))
+
+
+# --- metrics ------------------------------------------------------------------------------------------------------
+
+
+def test_psnr_of_identical_images_is_the_cap_and_known_errors_give_known_values() -> None:
+    a = photo(64, 48, 1)
+    b = a.astype(np.int16)
+    b[..., 0] += np.where(b[..., 0] < 255, 1, -1).astype(np.int16)  # every red value off by exactly 1
+    b = b.astype(np.uint8)
+
+    assert metrics.psnr(a, a) == metrics.PSNR_CAP
+    assert metrics.psnr(a, b) == pytest.approx(10 * np.log10(255**2 / (1 / 3)))
+    assert metrics.psnr_inside(a, b, np.zeros(a.shape[:2], bool)) is None
+    assert metrics.psnr_inside(a, b, np.ones(a.shape[:2], bool)) == pytest.approx(metrics.psnr(a, b))
+
+
+def test_ssim_is_one_for_identical_images_and_falls_with_noise() -> None:
+    a = photo(96, 64, 2)
+    noisy = np.clip(a + np.random.default_rng(0).normal(0, 20, a.shape), 0, 255).astype(np.uint8)
+
+    assert metrics.ssim(a, a) == pytest.approx(1.0, abs=1e-9)
+    assert 0 < metrics.ssim(a, noisy) < 0.9
+
+
+def test_iou_precision_and_recall_on_simple_masks() -> None:
+    left, right, empty = np.zeros((4, 4), bool), np.zeros((4, 4), bool), np.zeros((4, 4), bool)
+    left[:, :2] = True
+    right[:, 1:3] = True
+
+    assert metrics.iou(left, left) == 1.0
+    assert metrics.iou(left, ~left) == 0.0
+    assert metrics.iou(left, right) == pytest.approx(1 / 3)
+    assert metrics.iou(empty, empty) == 1.0
+    assert metrics.precision_recall(left, right) == (0.5, 0.5)
+    assert metrics.precision_recall(empty, right) == (None, 0.0)
+
+
+def test_unchanged_fraction_counts_bit_exact_pixels() -> None:
+    a = photo(10, 10, 3)
+    b = a.copy()
+    b[0, :5, 2] ^= 1
+
+    assert metrics.unchanged_fraction(a, a) == 1.0
+    assert metrics.unchanged_fraction(b, a) == pytest.approx(0.95)
+
+
+# --- the benchmark runner -----------------------------------------------------------------------------------------
+
+
+def tiny_cases(n: int) -> list[bench.Case]:
+    photos = {f"p{i}": photo(320, 240, 20 + i) for i in range(2)}
+    return bench.build_cases(photos, {"s0": photo(200, 150, 30)}, n, seed=1, megapixels=0.03)
+
+
+def test_the_benchmark_set_is_fixed_and_grows_by_adding_samples() -> None:
+    one, two = tiny_cases(1), tiny_cases(2)
+
+    assert [c.sample.family for c in one] == list(FAMILIES)
+    assert len(two) == 2 * len(FAMILIES)
+    firsts = [c for c in two if c.index == 0]
+    for a, b in zip(one, firsts, strict=True):
+        assert np.array_equal(a.sample.marked, b.sample.marked) and a.photo == b.photo
+
+
+def test_the_runner_scores_methods_side_by_side(tmp_path: Path) -> None:
+    methods = {name: bench.METHODS[name] for name in ("noop", "oracle_telea")}
+
+    results = bench.run(tiny_cases(1), methods, keep=1)
+    summary = bench.summarize(results)
+
+    marked, unmarked = summary["all marked"], summary["all unmarked"]
+    assert marked["noop"]["iou"] == 0.0 and marked["noop"]["unchanged"] == 1.0
+    assert marked["oracle_telea"]["recall"] > 0.99  # it repaints the whole true mask (a fill may equal the input)
+    assert marked["oracle_telea"]["psnr_w"] > marked["noop"]["psnr_w"]  # type: ignore[operator]
+    assert unmarked["oracle_telea"]["touched"] == 0 and unmarked["noop"]["psnr"] == metrics.PSNR_CAP
+    text = report.table(summary)
+    assert all(family in text for family in FAMILIES) and "oracle_telea" in text
+    assert report.grid(tmp_path / "grid.png", results) == len(FAMILIES)
+    report.write_json(tmp_path / "engine.json", results, summary, {"n": 1})
+    assert (tmp_path / "engine.json").stat().st_size > 0
+
+
+def test_the_oracle_changes_only_pixels_near_the_true_mark(base: np.ndarray) -> None:
+    s = draw(base, "tiled", 4, jpeg_probability=0.0)
+
+    out = bench.METHODS["oracle_telea"]()(s)
+
+    near = cv2.dilate(s.mask.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)  # 2 px each way
+    touched = metrics.changed(out, s.marked)
+    assert touched.any() and not (touched & ~near).any()
+    assert np.array_equal(s.mask, s.alpha > MASK_THRESHOLD)
