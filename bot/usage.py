@@ -13,6 +13,7 @@ from pathlib import Path
 
 import aiosqlite
 
+from bot import database
 from bot.errors import QuotaExceeded
 from bot.images import Image
 from bot.jobs import ChatRef
@@ -103,12 +104,7 @@ class UsageStore:
     @contextlib.asynccontextmanager
     async def open(cls, path: Path | str) -> AsyncIterator[UsageStore]:
         """Connect, migrate and close however we leave."""
-        async with aiosqlite.connect(path) as db:
-            db.row_factory = aiosqlite.Row
-            await db.execute("PRAGMA journal_mode=WAL")
-            await db.execute("PRAGMA synchronous=NORMAL")
-            await db.execute("PRAGMA busy_timeout=5000")
-            await migrate(db)
+        async with database.connect(path, MIGRATIONS, name="usage database") as db:
             yield cls(db)
 
     async def start(self, chat: ChatRef, *, backend: str, filename: str | None = None) -> int:
@@ -296,16 +292,3 @@ def _state(error_code: str | None) -> str:
     if error_code is None:
         return "done"
     return "interrupted" if error_code == "interrupted" else "failed"
-
-
-async def migrate(db: aiosqlite.Connection) -> int:
-    """Apply the migrations this database has not seen; each one is atomic with its version bump."""
-    async with db.execute("PRAGMA user_version") as cursor:
-        row = await cursor.fetchone()
-    version = int(row[0]) if row else 0
-    if version > len(MIGRATIONS):
-        raise RuntimeError(f"database schema {version} is newer than this unmark ({len(MIGRATIONS)})")
-    for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
-        await db.executescript(f"BEGIN;\n{script}\nPRAGMA user_version = {number};\nCOMMIT;")
-        logger.info("database migrated to schema %d", number)
-    return len(MIGRATIONS)

@@ -6,6 +6,7 @@ import io
 import os
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 import numpy as np
@@ -14,6 +15,9 @@ import pytest
 
 from bot.config import Settings
 from bot.picwish import PicWishClient
+
+if TYPE_CHECKING:
+    from bot.server import WorkerPool
 from tests.fakes.picwish import FakePicWish
 
 KEY = "test-key"
@@ -65,3 +69,15 @@ def encode(picture: PIL.Image.Image, fmt: str, **save: object) -> bytes:
     out = io.BytesIO()
     picture.save(out, fmt, **save)
     return out.getvalue()
+
+
+@pytest.fixture(scope="module")
+def pool() -> Iterator[WorkerPool]:
+    """One engine worker for a module's servers (started once: loading the engine takes a second)."""
+    from bot.server import WorkerPool
+
+    workers = WorkerPool.start(1, threads=1)
+    try:
+        yield workers
+    finally:
+        workers.close()

@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import io
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,15 +32,6 @@ from tests.fakes.picwish import FakePicWish
 KEY = "contract-key"
 BASE = "http://picwish.test"
 BACKENDS = ["fake", "server"]
-
-
-@pytest.fixture(scope="module")
-def pool() -> Iterator[WorkerPool]:
-    workers = WorkerPool.start(1, threads=1)
-    try:
-        yield workers
-    finally:
-        workers.close()
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import httpx
 import PIL.Image
@@ -17,12 +16,11 @@ from starlette.routing import Route
 from bot import images, messages
 from bot.config import Settings
 from bot.core import Service, open_service
-from bot.errors import EngineBroken
 from bot.images import Image
 from bot.jobs import ChatRef, ImageJob
 from bot.picwish import PicWishClient
 from bot.usage import UsageStore
-from tests.conftest import KEY, encode, jpeg
+from tests.conftest import encode, jpeg
 from tests.fakes.picwish import FakePicWish
 from tests.fakes.replies import RecordingReplies
 from tests.fakes.servers import serve

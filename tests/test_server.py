@@ -10,7 +10,7 @@ import json
 import os
 import signal
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,16 +36,6 @@ KEY, OTHER_KEY = "server-key-1", "server-key-2"
 BASE = "http://unmark.test"
 WAIT = 60.0  # seconds any one task may take here; the engine needs well under one on these images
 PENDING = {0, 2, 3, 4}
-
-
-@pytest.fixture(scope="module")
-def pool() -> Iterator[WorkerPool]:
-    """One engine worker shared by the module's apps (started once: loading the engine takes a second)."""
-    workers = WorkerPool.start(1, threads=1)
-    try:
-        yield workers
-    finally:
-        workers.close()
 
 
 @pytest.fixture(scope="module")

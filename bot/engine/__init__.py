@@ -13,7 +13,6 @@ import numpy as np
 
 from bot.engine.inpaint import fill, paste
 from bot.engine.textmask import Detector, dilation_radius, ink_mask, line_regions
-from bot.errors import EngineBroken
 
 __all__ = ["DEFAULT_MODEL", "TextEngine"]
 

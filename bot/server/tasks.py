@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import contextlib
-import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import aiosqlite
 
-logger = logging.getLogger(__name__)
+from bot import database
 
 TASKS_PATH = "/api/tasks/visual/external/watermark-remove"  # POST creates a task, GET …/{task_id} shows it
 # PicWish's task states (shared/picwish-api.md §4), and the texts of the PicWish fake where the doc has none.
@@ -76,12 +75,7 @@ class TaskStore:
     @contextlib.asynccontextmanager
     async def open(cls, path: Path | str) -> AsyncIterator[TaskStore]:
         """Connect, migrate and close however we leave."""
-        async with aiosqlite.connect(path) as db:
-            db.row_factory = aiosqlite.Row
-            await db.execute("PRAGMA journal_mode=WAL")
-            await db.execute("PRAGMA synchronous=NORMAL")
-            await db.execute("PRAGMA busy_timeout=5000")
-            await _migrate(db)
+        async with database.connect(path, MIGRATIONS, name="tasks database") as db:
             yield cls(db)
 
     async def add(self, task: TaskRecord) -> None:
@@ -144,15 +138,3 @@ class TaskStore:
             gone = [row["task_id"] async for row in cursor]
         await self._db.commit()
         return gone
-
-
-async def _migrate(db: aiosqlite.Connection) -> None:
-    """Apply the migrations this database has not seen; each one is atomic with its version bump."""
-    async with db.execute("PRAGMA user_version") as cursor:
-        row = await cursor.fetchone()
-    version = int(row[0]) if row else 0
-    if version > len(MIGRATIONS):
-        raise RuntimeError(f"tasks database schema {version} is newer than this unmark ({len(MIGRATIONS)})")
-    for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
-        await db.executescript(f"BEGIN;\n{script}\nPRAGMA user_version = {number};\nCOMMIT;")
-        logger.info("tasks database migrated to schema %d", number)
