@@ -14,6 +14,8 @@ core, SQLite in a temporary folder) against the fake Bot API (tests/fakes/telegr
   body. The remover is instant (it returns the image as is), so the figure is the bot's own cost plus
   Telegram-side round trips on loopback: getUpdates, getFile, the download, the status message, the upload.
   Photos go one at a time, each after the previous one's status message is gone.
+- Baseline, same run: the least any python-telegram-bot bot must do for the same photos, with no core (no
+  validation, quota, SQLite, status message): long polling, getFile, the download and one sendDocument.
 - Burst: 20 such photos at once in one private chat, unlimited and then with the fake's flood control at
   5 messages per second per chat (429 with retry_after=1, as in the tests): total time, 429s met.
 
@@ -99,6 +101,31 @@ async def sequential(tg: FakeBotAPI, count: int) -> list[float]:
     return latencies
 
 
+async def baseline(tg: FakeBotAPI, url: str, count: int) -> list[float]:
+    """The same photos through a bare PTB echo bot: getUpdates, getFile, download, sendDocument."""
+    from telegram import Update
+    from telegram.ext import Application, ContextTypes, MessageHandler, filters
+
+    async def echo(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        assert update.message is not None
+        file = await update.message.photo[-1].get_file()
+        data = bytes(await file.download_as_bytearray())
+        await update.message.reply_document(data, filename="photo-clean.jpg", disable_content_type_detection=True)
+
+    app = Application.builder().token(TOKEN).base_url(f"{url}/bot").base_file_url(f"{url}/file/bot").build()
+    app.add_handler(MessageHandler(filters.PHOTO, echo))
+    async with app:
+        await app.start()
+        assert app.updater is not None
+        await app.updater.start_polling(poll_interval=0)
+        try:
+            await sequential(tg, 3)  # warm-up
+            return await sequential(tg, count)
+        finally:
+            await app.updater.stop()
+            await app.stop()
+
+
 async def burst(tg: FakeBotAPI, name: str, count: int, seed: int) -> dict[str, Any]:
     """``count`` photos at once in one chat: how long until all are answered, and the 429s met on the way."""
     person = tg.person(name)
@@ -125,6 +152,7 @@ async def main(count: int) -> dict[str, Any]:
     tg = FakeBotAPI()
     with tempfile.TemporaryDirectory() as folder:
         async with tg.running() as url:
+            bare = await baseline(tg, url, count)
             settings = Settings(database=Path(folder) / "bench.sqlite3", telegram_bot_token=SecretStr(TOKEN),
                                 telegram_api_url=url, daily_limit=0, _env_file=None)
             async with open_service(settings, remover=InstantRemover()) as service:
@@ -140,16 +168,18 @@ async def main(count: int) -> dict[str, Any]:
                     bot.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
                         await bot
-    ms = sorted(1000 * s for s in latencies)
+    def summary(seconds: list[float]) -> dict[str, float]:
+        ms = sorted(1000 * s for s in seconds)
+        return {"photos": len(ms), "median": round(statistics.median(ms), 1), "min": round(ms[0], 1),
+                "p90": round(ms[int(0.9 * (len(ms) - 1))], 1), "max": round(ms[-1], 1)}
+
     return {
         "machine": {"platform": platform.platform(), "python": platform.python_version(), "cpus": os.cpu_count(),
                     "processor": platform.processor() or platform.machine(),
                     "python-telegram-bot": metadata.version("python-telegram-bot")},
         "photo": {"width": SIDE, "height": SIDE, "jpeg_bytes": len(photo(0)), "remover": "instant"},
-        "update_to_upload_ms": {
-            "photos": len(ms), "median": round(statistics.median(ms), 1), "min": round(ms[0], 1),
-            "p90": round(ms[int(0.9 * (len(ms) - 1))], 1), "max": round(ms[-1], 1),
-        },
+        "update_to_upload_ms": summary(latencies),
+        "baseline_bare_ptb_echo_ms": summary(bare),
         "burst_unlimited": unlimited,
         "burst_flood_limited_5_per_s": flooded,
     }
