@@ -7,6 +7,7 @@ import json
 import logging
 import signal
 import sys
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
@@ -20,13 +21,15 @@ logger = logging.getLogger("unmark")
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
-def _settings(*, quiet: bool = False) -> Settings:
+def _settings(*, quiet: bool | Callable[[Settings], bool] = False) -> Settings:
     """Read the settings once; ``quiet`` commands log only warnings unless UNMARK_LOG_LEVEL says otherwise."""
     try:
         settings = load_settings()
     except SettingsError as error:
         click.echo(f"unmark: bad setting {error}", err=True)
         sys.exit(2)
+    if callable(quiet):
+        quiet = quiet(settings)
     level = "WARNING" if quiet and "log_level" not in settings.model_fields_set else settings.log_level
     logging.basicConfig(level=level, stream=sys.stderr, format=LOG_FORMAT)
     _mask_secrets(settings)
@@ -104,7 +107,8 @@ def main() -> None:
               help="The web process: serve webhooks (TELEGRAM_WEBHOOK_URL) and GET /healthz on $PORT.")
 def run(out: Path, webhook: bool) -> None:
     """Start every platform configured in the environment; with none, a chat in this terminal."""
-    settings = _settings()
+    # A terminal chat (no platform configured) is no place for INFO logs.
+    settings = _settings(quiet=lambda s: not webhook and s.telegram_mode is None and s.slack_mode is None)
 
     async def serve() -> None:
         from adapters import plan, shell  # the one place bot/ reaches into adapters
