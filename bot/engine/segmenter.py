@@ -1,0 +1,106 @@
+"""Runs the trained watermark segmenter (segmenter.onnx, see bot.engine.train) with onnxruntime on the CPU. No torch.
+
+The network sees a downscaled proxy (long side at most PROXY_MAX_SIDE, both sides multiples of 32, as its encoder
+halves five times); its mask probability and alpha maps are resized back to the full image. Refining them at full
+resolution (guided filter, per-component alpha and colour estimates) is the engine's job, not this module's.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import NamedTuple
+
+import cv2
+import numpy as np
+
+from bot.errors import EngineBroken
+
+__all__ = ["MULTIPLE", "PROXY_MAX_SIDE", "Segmentation", "Segmenter", "from_proxy", "proxy_size", "to_input"]
+
+PROXY_MAX_SIDE = 1024
+MULTIPLE = 32  # the network's total stride
+DEFAULT_THREADS = 2
+REQUIRED_OUTPUTS = ("mask", "alpha")
+
+
+class Segmentation(NamedTuple):
+    """The segmenter's answer at full resolution; unpacks as (mask, alpha)."""
+
+    mask: np.ndarray  # HxW float32 in [0, 1]: probability that a pixel belongs to a mark
+    alpha: np.ndarray  # HxW float32 in [0, 1]: the estimated blend opacity of the mark
+
+
+def proxy_size(height: int, width: int, max_side: int = PROXY_MAX_SIDE, multiple: int = MULTIPLE) -> tuple[int, int]:
+    """(height, width) of the proxy: shrunk to fit max_side (never enlarged beyond the rounding), each side rounded
+    to the nearest multiple (at least one)."""
+    scale = min(1.0, max_side / max(height, width))
+    return (max(multiple, round(height * scale / multiple) * multiple),
+            max(multiple, round(width * scale / multiple) * multiple))
+
+
+def to_input(rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """HxWx3 uint8 RGB -> 1x3xhxw float32 in [0, 1] at size (h, w); INTER_AREA when shrinking, to avoid aliasing."""
+    h, w = size
+    shrinking = h * w < rgb.shape[0] * rgb.shape[1]
+    proxy = cv2.resize(rgb, (w, h), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
+    return np.ascontiguousarray(proxy.transpose(2, 0, 1)[None], dtype=np.float32) * np.float32(1 / 255)
+
+
+def from_proxy(plane: np.ndarray, height: int, width: int) -> np.ndarray:
+    """A proxy-sized map (any leading singleton axes) -> HxW float32 clipped to [0, 1] (bilinear)."""
+    plane = np.asarray(plane, np.float32).reshape(plane.shape[-2:])
+    if plane.shape != (height, width):
+        plane = cv2.resize(plane, (width, height), interpolation=cv2.INTER_LINEAR)
+    return np.clip(plane, 0.0, 1.0)
+
+
+class Segmenter:
+    """An onnxruntime session over segmenter.onnx: input ``image`` (N×3×H×W RGB in [0, 1]), outputs ``mask`` and
+    ``alpha`` (and optionally ``colour``) probabilities."""
+
+    def __init__(self, session: object, input_name: str) -> None:
+        """Wrap an opened session; use Segmenter.load() instead."""
+        self._session = session
+        self._input = input_name
+        # One predict at a time keeps memory predictable (sessions are thread-safe, but a 1024² run is ~100 MB).
+        self._lock = threading.Lock()
+
+    @classmethod
+    def load(cls, path: Path, *, threads: int = DEFAULT_THREADS) -> Segmenter:
+        """Open the model; a missing, corrupt or wrong-shaped file raises EngineBroken."""
+        import onnxruntime as ort  # here, so importing bot.engine stays cheap
+
+        path = Path(path)
+        if not path.is_file():
+            raise EngineBroken(f"segmenter model not found at {path}")
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = max(1, threads)
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3
+        try:
+            session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+            inputs = session.get_inputs()
+            outputs = {o.name for o in session.get_outputs()}
+            if len(inputs) != 1 or len(inputs[0].shape) != 4 or not set(REQUIRED_OUTPUTS) <= outputs:
+                raise ValueError(f"expected one NCHW input and outputs {REQUIRED_OUTPUTS}, got {sorted(outputs)}")
+            segmenter = cls(session, inputs[0].name)
+            # A tiny run proves the graph executes, so a broken model fails at load and not mid-job.
+            segmenter._run(np.zeros((1, 3, MULTIPLE, MULTIPLE), np.float32))
+        except Exception as exc:  # onnxruntime raises its own (non-public) exception types
+            raise EngineBroken(f"cannot load segmenter model {path}: {exc}") from exc
+        return segmenter
+
+    def _run(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        mask, alpha = self._session.run(list(REQUIRED_OUTPUTS), {self._input: batch})  # type: ignore[attr-defined]
+        return mask, alpha
+
+    def predict(self, rgb: np.ndarray, max_side: int = PROXY_MAX_SIDE) -> Segmentation:
+        """rgb: HxWx3 uint8 RGB. The mask probability and alpha at rgb's resolution, computed on a proxy."""
+        if not isinstance(rgb, np.ndarray) or rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
+            raise ValueError(f"expected an HxWx3 uint8 array, got {getattr(rgb, 'shape', type(rgb))}")
+        height, width = rgb.shape[:2]
+        batch = to_input(rgb, proxy_size(height, width, max_side))
+        with self._lock:
+            mask, alpha = self._run(batch)
+        return Segmentation(from_proxy(mask, height, width), from_proxy(alpha, height, width))

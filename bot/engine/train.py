@@ -1,0 +1,314 @@
+"""Trains the watermark segmenter (bot.engine.model) on synthetic marks and exports it to ONNX.
+
+Training
+--------
+Needs the ``[train]`` extra (torch, onnx; never a run-time dependency) and the Debian assets
+(``benchmarks/assets.sh``; without them synthesis falls back to procedural photos-free stand-ins and the model is
+useless). One command, resumable::
+
+    nohup python -m bot.engine.train --out /tmp/seg --minutes 90 > /tmp/seg.out 2>&1 &
+    tail -f /tmp/seg/train.log
+    python -m bot.engine.train --out /tmp/seg --minutes 90 --resume   # after an interruption
+    python -m bot.engine.train --out /tmp/seg --export                # only re-export the last checkpoint
+
+Data: every batch is drawn on the fly by ``synth.synthesize`` from the *train* split of assets.py (photos, fonts,
+logos), one crop size per batch (256-384, multiples of 32), families text/tiled/logo/stamp plus about 20 % clean
+and scene-text negatives. Batches come from one DataLoader worker so that data and the two torch threads share the
+two cores. Losses: BCE + Dice on the mask (target alpha > MASK_THRESHOLD), L1 on alpha inside the mask (plus a
+small weight outside), L1 on the colour W / 255 inside the mask. AdamW with a warm-up then cosine decay over the
+run's budget (``--steps`` or ``--minutes``, whichever ends first: a time budget makes the schedule depend on the
+machine's speed, so a run is reproducible only with ``--steps``).
+
+Output in --out: checkpoint.pt every CHECKPOINT_MINUTES (model, optimiser, step, elapsed time, RNG states);
+train.log, one line per --log-every steps; at the end segmenter.onnx (opset 17, dynamic H and W, input ``image``
+N×3×H×W RGB in [0, 1], outputs ``mask``, ``alpha``, ``colour`` probabilities) and segmenter.json (how it was made).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import random
+import time
+import warnings
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+
+from bot.engine import assets
+from bot.engine.model import OUTPUT_NAMES, Exported, LiteUNet, count_parameters
+from bot.engine.synth import MASK_THRESHOLD, synthesize
+
+__all__ = ["Config", "SyntheticBatches", "export", "losses", "main", "train"]
+
+FAMILY_WEIGHTS = {"text": 0.25, "tiled": 0.2, "logo": 0.2, "stamp": 0.15, "clean": 0.13, "scenetext": 0.07}
+CROP_SIZES = (256, 288, 320, 352, 384)  # one per batch; sides must be multiples of 32
+PHOTO_MAX_PIXELS = 1_500_000  # photos are decoded once per worker at most this big (64 photos ≈ 290 MB)
+CHECKPOINT_MINUTES = 3.0
+WARMUP_STEPS = 100  # linear warm-up ends after this many steps or WARMUP_FRACTION of the budget, if sooner
+WARMUP_FRACTION = 0.03
+MIN_LR_FRACTION = 0.02
+ALPHA_OUTSIDE_WEIGHT = 0.1  # alpha should also be ~0 off the mark, but the mask head decides where the mark is
+OPSET = 17
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """One training run; stored in the checkpoint and in segmenter.json."""
+
+    seed: int = 0
+    steps: int | None = None  # stop after this many steps...
+    minutes: float | None = None  # ...or after this much training time, whichever comes first
+    batch: int = 16
+    size: int = 256  # the smallest crop side; batches draw from CROP_SIZES at or above it (up to size + 128)
+    width: float = 1.5  # LiteUNet channel multiplier
+    lr: float = 3e-3
+    weight_decay: float = 1e-4
+    threads: int = 2
+    workers: int = 1
+    log_every: int = 20
+
+
+class SyntheticBatches(IterableDataset):
+    """An endless stream of (image, alpha, colour) batches synthesised from the train split.
+
+    Seeded by (seed, start step, worker), so a resumed run draws fresh, reproducible data rather than repeating
+    the batches it already saw."""
+
+    def __init__(self, config: Config, start_step: int = 0) -> None:
+        self.config = config
+        self.start_step = start_step
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        info = get_worker_info()
+        worker = info.id if info is not None else 0
+        if info is not None:
+            cv2.setNumThreads(1)  # the worker shares two cores with torch's threads: no OpenCV thread pool on top
+        rng = np.random.default_rng([self.config.seed, self.start_step, worker])
+        photos = [assets.load_photo(p, PHOTO_MAX_PIXELS) for p in assets.photos("train")]
+        scenes = [assets.load_photo(p, PHOTO_MAX_PIXELS) for p in assets.photos("train", "scenetext")] or photos
+        if not photos:
+            raise RuntimeError("no training photos installed: run benchmarks/assets.sh first")
+        fonts, logos = assets.fonts("train"), assets.logos("train")
+        families = list(FAMILY_WEIGHTS)
+        weights = np.array(list(FAMILY_WEIGHTS.values()))
+        sizes = [s for s in CROP_SIZES if self.config.size <= s <= self.config.size + 128] or [self.config.size]
+        while True:
+            side = int(rng.choice(sizes))
+            images, alphas, colours = [], [], []
+            for family in rng.choice(families, size=self.config.batch, p=weights / weights.sum()):
+                pool = scenes if family == "scenetext" else photos
+                sample = synthesize(pool[int(rng.integers(len(pool)))], str(family), rng, fonts=fonts, logos=logos,
+                                    size=(side, side))
+                images.append(sample.marked)
+                alphas.append(sample.alpha)
+                colours.append(sample.colour)
+            yield (
+                torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float().div_(255),
+                torch.from_numpy(np.stack(alphas))[:, None],
+                torch.from_numpy(np.stack(colours)).permute(0, 3, 1, 2).div_(255),
+            )
+
+
+def losses(heads: dict[str, torch.Tensor], alpha: torch.Tensor, colour: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The loss parts; "total" is what is minimised. alpha N×1×H×W in [0, 1], colour N×3×H×W in [0, 1]."""
+    target = (alpha > MASK_THRESHOLD).float()
+    logit = heads["mask"]
+    bce = F.binary_cross_entropy_with_logits(logit, target)
+    prob = torch.sigmoid(logit)
+    # Dice over the whole batch, so the many clean crops (empty targets) do not make it undefined.
+    dice = 1 - (2 * (prob * target).sum() + 1) / (prob.sum() + target.sum() + 1)
+    inside = target.sum().clamp_min(1)
+    error = (heads["alpha"] - alpha).abs()
+    alpha_l1 = (error * target).sum() / inside + ALPHA_OUTSIDE_WEIGHT * (error * (1 - target)).mean()
+    parts = {"bce": bce, "dice": dice, "alpha": alpha_l1}
+    if "colour" in heads:
+        parts["colour"] = ((heads["colour"] - colour).abs() * target).sum() / (3 * inside)
+    parts["total"] = sum(parts.values())  # type: ignore[assignment]
+    return parts
+
+
+def _lr_factor(step: int, progress: float) -> float:
+    """Linear warm-up, then cosine from 1 to MIN_LR_FRACTION as progress goes 0 -> 1."""
+    warm = max((step + 1) / WARMUP_STEPS, progress / WARMUP_FRACTION)
+    if warm < 1:
+        return warm
+    return MIN_LR_FRACTION + (1 - MIN_LR_FRACTION) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def train(out: Path, config: Config, *, resume: bool = False) -> Path:
+    """Train (or resume) in out/, then export; returns the ONNX path."""
+    if config.steps is None and config.minutes is None:
+        raise ValueError("give --steps or --minutes")
+    out.mkdir(parents=True, exist_ok=True)
+    torch.set_num_threads(config.threads)
+    _seed_everything(config.seed)
+    net = LiteUNet(config.width)
+    optimiser = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    step, elapsed = 0, 0.0
+    checkpoint = out / "checkpoint.pt"
+    if resume and checkpoint.is_file():
+        state = torch.load(checkpoint, weights_only=False)
+        net.load_state_dict(state["model"])
+        optimiser.load_state_dict(state["optimiser"])
+        step, elapsed = state["step"], state["elapsed"]
+        torch.set_rng_state(state["torch_rng"])
+        _log(out, f"resumed at step {step} after {elapsed / 60:.1f} min")
+    else:
+        _log(out, f"start {json.dumps(asdict(config))}; params {count_parameters(net)}; widths {net.widths}")
+    loader = DataLoader(SyntheticBatches(config, step), batch_size=None, num_workers=config.workers,
+                        persistent_workers=config.workers > 0, prefetch_factor=2 if config.workers else None)
+    net.train()
+    started = time.perf_counter() - elapsed
+    last_save = last_log = time.perf_counter()
+    images_since_log = 0
+    totals: dict[str, float] = {}
+    for image, alpha, colour in loader:
+        elapsed = time.perf_counter() - started
+        budget = [step / config.steps] if config.steps else []
+        budget += [elapsed / (60 * config.minutes)] if config.minutes else []
+        if max(budget) >= 1:
+            break
+        for group in optimiser.param_groups:
+            group["lr"] = config.lr * _lr_factor(step, max(budget))
+        parts = losses(net(image), alpha, colour)
+        optimiser.zero_grad(set_to_none=True)
+        parts["total"].backward()
+        optimiser.step()
+        step += 1
+        images_since_log += image.shape[0]
+        for name, value in parts.items():
+            totals[name] = totals.get(name, 0.0) + float(value.detach())
+        if step % config.log_every == 0:
+            now = time.perf_counter()
+            means = " ".join(f"{k} {v / config.log_every:.4f}" for k, v in totals.items())
+            _log(out, f"step {step} min {elapsed / 60:.1f} lr {optimiser.param_groups[0]['lr']:.2e} {means} "
+                      f"img/s {images_since_log / (now - last_log):.1f}")
+            totals, images_since_log, last_log = {}, 0, now
+        if time.perf_counter() - last_save > 60 * CHECKPOINT_MINUTES:
+            _save(checkpoint, net, optimiser, config, step, time.perf_counter() - started)
+            last_save = time.perf_counter()
+    _save(checkpoint, net, optimiser, config, step, time.perf_counter() - started)
+    return export(out)
+
+
+def _save(path: Path, net: LiteUNet, optimiser: torch.optim.Optimizer, config: Config, step: int,
+          elapsed: float) -> None:
+    """Write atomically (temp file then rename), so a kill mid-save keeps the previous checkpoint."""
+    state = {"model": net.state_dict(), "optimiser": optimiser.state_dict(), "config": asdict(config),
+             "step": step, "elapsed": elapsed, "torch_rng": torch.get_rng_state()}
+    tmp = path.with_suffix(".tmp")
+    torch.save(state, tmp)
+    tmp.replace(path)
+    _log(path.parent, f"checkpoint at step {step}")
+
+
+def export(out: Path) -> Path:
+    """Export out/checkpoint.pt to out/segmenter.onnx and describe it in out/segmenter.json."""
+    state = torch.load(out / "checkpoint.pt", weights_only=False)
+    config = Config(**state["config"])
+    net = LiteUNet(config.width)
+    net.load_state_dict(state["model"])
+    wrapped = Exported(net).eval()
+    path = out / "segmenter.onnx"
+    dummy = torch.rand(1, 3, 64, 64)
+    names = list(OUTPUT_NAMES[: 3 if net.channels == 5 else 2])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # the TorchScript exporter: dynamic_axes just works
+        torch.onnx.export(wrapped, (dummy,), str(path), opset_version=OPSET, input_names=["image"],
+                          output_names=names, dynamo=False,
+                          dynamic_axes={"image": {0: "n", 2: "h", 3: "w"}, **{n: {0: "n", 2: "h", 3: "w"}
+                                                                                for n in names}})
+    note = {
+        "data": {"split": "train", "photos": len(assets.photos("train")),
+                 "scenetext": len(assets.photos("train", "scenetext")), "fonts": len(assets.fonts("train")),
+                 "logos": len(assets.logos("train")), "families": FAMILY_WEIGHTS, "crop_sizes": list(CROP_SIZES)},
+        "config": state["config"],
+        "steps": state["step"],
+        "images": state["step"] * config.batch,
+        "minutes": round(state["elapsed"] / 60, 2),
+        "machine": {"node": platform.node(), "cpu": _cpu_name(),
+                    "threads": config.threads, "system": platform.platform()},
+        "params": count_parameters(net),
+        "widths": list(net.widths),
+        "onnx_bytes": path.stat().st_size,
+        "opset": OPSET,
+        "outputs": names,
+        "torch": torch.__version__,
+    }
+    (out / "segmenter.json").write_text(json.dumps(note, indent=2) + "\n")
+    _log(out, f"exported {path} ({path.stat().st_size} bytes)")
+    return path
+
+
+def _cpu_name() -> str:
+    """The CPU model from /proc/cpuinfo (platform.processor() is often empty on Linux) and the core count."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+        name = next(line.split(":", 1)[1].strip() for line in lines if line.startswith("model name"))
+    except (OSError, StopIteration):
+        name = platform.machine()
+    return f"{name} x{os.cpu_count()}"
+
+
+def _log(out: Path, line: str) -> None:
+    stamped = f"{time.strftime('%Y-%m-%d %H:%M:%S')} {line}"
+    print(stamped, flush=True)
+    with open(out / "train.log", "a") as log:
+        log.write(stamped + "\n")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python -m bot.engine.train --out DIR [--minutes M] [--steps N] ...`; see the module docstring."""
+    defaults = Config()
+    parser = argparse.ArgumentParser(prog="python -m bot.engine.train", description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, required=True, help="folder for checkpoint, log, ONNX and note")
+    parser.add_argument("--minutes", type=float, help="training-time budget (the LR schedule follows it)")
+    parser.add_argument("--steps", type=int, help="step budget (reproducible; takes precedence when shorter)")
+    parser.add_argument("--batch", type=int, default=defaults.batch)
+    parser.add_argument("--size", type=int, default=defaults.size, help="smallest crop side, a multiple of 32")
+    parser.add_argument("--width", type=float, default=defaults.width, help="channel multiplier of the network")
+    parser.add_argument("--lr", type=float, default=defaults.lr)
+    parser.add_argument("--seed", type=int, default=defaults.seed)
+    parser.add_argument("--threads", type=int, default=defaults.threads, help="torch threads")
+    parser.add_argument("--workers", type=int, default=defaults.workers, help="data-synthesis processes")
+    parser.add_argument("--log-every", type=int, default=defaults.log_every)
+    parser.add_argument("--resume", action="store_true", help="continue from DIR/checkpoint.pt")
+    parser.add_argument("--export", action="store_true", help="only export DIR/checkpoint.pt to ONNX")
+    args = parser.parse_args(argv)
+    if args.export:
+        export(args.out)
+        return
+    if args.size % 32:
+        parser.error("--size must be a multiple of 32")
+    if args.resume and (args.out / "checkpoint.pt").is_file():
+        saved = torch.load(args.out / "checkpoint.pt", weights_only=False)["config"]
+        # The run's shape (seed, width, batch) comes from the checkpoint; budgets may be extended.
+        saved.update({k: v for k, v in (("steps", args.steps), ("minutes", args.minutes)) if v is not None})
+        config = Config(**saved)
+    else:
+        config = Config(seed=args.seed, steps=args.steps, minutes=args.minutes, batch=args.batch, size=args.size,
+                        width=args.width, lr=args.lr, threads=args.threads, workers=args.workers,
+                        log_every=args.log_every)
+    if config.steps is None and config.minutes is None:
+        parser.error("give --steps or --minutes")
+    train(args.out, config, resume=args.resume)
+
+
+if __name__ == "__main__":
+    main()

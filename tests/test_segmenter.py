@@ -1,0 +1,88 @@
+"""The ONNX segmenter loader: proxy pre/post-processing, broken model files, and (with torch) an export round trip.
+
+Only the round trip needs the [train] extra (torch, onnx); it builds an untrained network, so no weights are needed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bot.engine.segmenter import MULTIPLE, PROXY_MAX_SIDE, Segmenter, from_proxy, proxy_size, to_input
+from bot.errors import EngineBroken
+
+
+@pytest.mark.parametrize(
+    ("height", "width", "expected"),
+    [
+        (3000, 4000, (768, 1024)),  # shrunk to the long side, sides multiples of 32
+        (10000, 20, (1024, 32)),  # a thin strip keeps at least one multiple
+        (20, 20, (32, 32)),  # tiny images are padded up to the network's stride
+        (500, 700, (512, 704)),  # small enough: only rounded
+    ],
+)
+def test_proxy_size_fits_the_long_side_in_multiples_of_32(height: int, width: int, expected: tuple[int, int]) -> None:
+    size = proxy_size(height, width)
+
+    assert size == expected
+    assert all(side % MULTIPLE == 0 for side in size)
+    assert max(size) <= PROXY_MAX_SIDE
+
+
+def test_to_input_is_nchw_float_in_unit_range() -> None:
+    rgb = np.zeros((90, 120, 3), np.uint8)
+    rgb[..., 0] = 255
+
+    batch = to_input(rgb, (64, 96))
+
+    assert batch.shape == (1, 3, 64, 96) and batch.dtype == np.float32 and batch.flags.c_contiguous
+    assert np.allclose(batch[0, 0], 1.0) and np.allclose(batch[0, 1:], 0.0)
+
+
+def test_from_proxy_resizes_back_and_clips() -> None:
+    plane = np.linspace(-0.5, 1.5, 32 * 64, dtype=np.float32).reshape(1, 1, 32, 64)
+
+    full = from_proxy(plane, 45, 100)
+
+    assert full.shape == (45, 100) and full.dtype == np.float32
+    assert full.min() == 0.0 and full.max() == 1.0
+
+
+def test_a_missing_model_is_a_broken_engine(tmp_path: Path) -> None:
+    with pytest.raises(EngineBroken, match="not found"):
+        Segmenter.load(tmp_path / "nope.onnx")
+
+
+def test_a_corrupt_model_is_a_broken_engine(tmp_path: Path) -> None:
+    path = tmp_path / "segmenter.onnx"
+    path.write_bytes(b"\x08\x07not an onnx graph" * 10)
+
+    with pytest.raises(EngineBroken, match="cannot load"):
+        Segmenter.load(path)
+
+
+def test_an_exported_network_loads_and_matches_torch(tmp_path: Path) -> None:
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("onnx")  # the exporter needs it; both come with the [train] extra
+    from bot.engine import train
+    from bot.engine.model import LiteUNet
+
+    config = train.Config(seed=1, steps=1, width=0.5)
+    torch.manual_seed(config.seed)
+    net = LiteUNet(config.width)
+    train._save(tmp_path / "checkpoint.pt", net, torch.optim.AdamW(net.parameters()), config, 1, 1.0)
+    segmenter = Segmenter.load(train.export(tmp_path))
+    rgb = np.random.default_rng(0).integers(0, 256, (64, 96, 3), dtype=np.uint8)
+
+    mask, alpha = segmenter.predict(rgb)
+    with torch.no_grad():
+        heads = net.eval()(torch.from_numpy(to_input(rgb, (64, 96))))
+
+    assert mask.shape == alpha.shape == (64, 96) and mask.dtype == np.float32
+    assert np.allclose(mask, torch.sigmoid(heads["mask"])[0, 0].numpy(), atol=1e-4)
+    assert np.allclose(alpha, heads["alpha"][0, 0].numpy(), atol=1e-4)
+    assert (tmp_path / "segmenter.json").is_file()
+    # Any size works: the proxy is rounded to the network's stride and the maps come back at full size.
+    assert segmenter.predict(rgb[:50, :70]).mask.shape == (50, 70)
