@@ -126,3 +126,11 @@ def test_array_round_trip_keeps_transparency() -> None:
     assert rgb.shape == (30, 30, 3) and alpha is not None and int(alpha[0, 0]) == 128
     back = images.from_array(rgb, alpha, image.format)
     assert PIL.Image.open(io.BytesIO(back.data)).getpixel((0, 0)) == (10, 20, 30, 128)
+
+
+def test_an_unreadable_heic_says_to_send_a_jpg_or_png() -> None:
+    heic = b"\x00\x00\x00\x18ftypheic" + bytes(64)
+    assert images.sniff(heic) == "heic"
+    with pytest.raises(NotAnImage) as caught:
+        images.load(heic)
+    assert messages.describe(caught.value) == "I can't read HEIC images here. Send it as a jpg or png instead."
