@@ -136,9 +136,9 @@ class Service:
         if not self.settings.is_admin(chat.platform, chat.user_id):
             return messages.ADMINS_ONLY
         totals = await self.usage.totals()
-        chats = await self.usage.usage(days=30)
+        chats = await self.usage.active_chats(days=30)
         return messages.global_summary(totals.today, totals.last_30_days, totals.all_time, totals.failed,
-                                       totals.cached, len(chats), totals.median_seconds)
+                                       totals.cached, chats, totals.median_seconds)
 
     async def resume(self, pending: list[PendingTask]) -> int:
         """Finish PicWish tasks a restart cut off (still within their hour) into the result cache."""

@@ -237,11 +237,20 @@ class UsageStore:
         """Everyone's usage together, for admins."""
         return (await self.usage(group_by_chat=False))[0]
 
+    async def active_chats(self, days: int) -> int:
+        """How many chats sent anything in the last ``days`` days."""
+        async with self._db.execute(
+            "SELECT COUNT(*) FROM (SELECT 1 FROM jobs WHERE created_at >= ? GROUP BY platform, chat_id)",
+            (time.time() - days * DAY,),
+        ) as cursor:
+            row = await cursor.fetchone()
+        return int(row[0]) if row else 0
+
     async def usage(self, *, platform: str | None = None, chat_id: str | None = None, days: int | None = None,
                     group_by_chat: bool = True) -> list[Usage]:
         """Usage per chat (busiest first), optionally filtered; ``days`` limits to chats active recently."""
         now = time.time()
-        where, params = ["1 = 1"], []
+        where, params = ["1 = 1"], []  # params: WHERE's, then HAVING's
         if platform:
             where.append("platform = ?")
             params.append(platform)
@@ -250,14 +259,16 @@ class UsageStore:
             params.append(chat_id)
         columns = "platform, chat_id" if group_by_chat else "NULL AS platform, NULL AS chat_id"
         grouping = "GROUP BY platform, chat_id" if group_by_chat else ""
+        if days is not None and group_by_chat:
+            grouping += " HAVING MAX(created_at) >= ?"  # in SQL, so quiet chats cost no median query
+            params.append(now - days * DAY)
         query = f"""
             SELECT {columns},
                    SUM(state = 'done' AND created_at >= ?) AS today,
                    SUM(state = 'done' AND created_at >= ?) AS last_30_days,
                    SUM(state = 'done') AS all_time,
                    SUM(state IN ('failed', 'interrupted')) AS failed,
-                   SUM(cached) AS cached,
-                   MAX(created_at) AS last_seen
+                   SUM(cached) AS cached
             FROM jobs WHERE {" AND ".join(where)} {grouping}
             ORDER BY last_30_days DESC, all_time DESC
         """
@@ -265,8 +276,6 @@ class UsageStore:
             rows = await cursor.fetchall()
         result = []
         for row in rows:
-            if days is not None and group_by_chat and (row["last_seen"] or 0) < now - days * DAY:
-                continue
             done, failed = row["all_time"] or 0, row["failed"] or 0
             result.append(Usage(
                 platform=row["platform"], chat_id=row["chat_id"], today=row["today"] or 0,

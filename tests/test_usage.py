@@ -101,3 +101,14 @@ async def test_results_are_cached_for_an_hour(tmp_path: Path) -> None:
         assert (await store.recent_result("abc")) == image
         await store._db.execute("UPDATE results SET created_at = created_at - 3601")
         assert await store.recent_result("abc") is None
+
+
+async def test_days_keeps_only_chats_active_recently(tmp_path: Path) -> None:
+    async with UsageStore.open(tmp_path / "u.sqlite3") as store:
+        for chat in (CHAT, ChatRef("slack", "T1/C2", "U1")):
+            job = await store.start(chat, backend="local")
+            await store.finish(job)
+        await store._db.execute("UPDATE jobs SET created_at = created_at - 10 * 86400 WHERE chat_id = 'T1/C2'")
+        assert [u.chat_id for u in await store.usage(days=7)] == ["T1/C1"]
+        assert len(await store.usage(days=30)) == 2
+        assert (await store.active_chats(days=7), await store.active_chats(days=30)) == (1, 2)
