@@ -97,7 +97,8 @@ def load(data: bytes) -> Image:
         with warnings.catch_warnings():
             warnings.simplefilter("error", PIL.Image.DecompressionBombWarning)
             picture = PIL.Image.open(io.BytesIO(data))
-            _check_sides(*picture.size)
+            width, height = picture.size  # read before draft() below shrinks it
+            _check_sides(width, height)
             orientation = picture.getexif().get(0x0112, 1) if kind in {"jpeg", "png", "tiff", "webp", "heic"} else 1
             if kind == "jpeg" and orientation == 1:
                 # Decoding at 1/8 scale still reads the whole entropy-coded stream, so a truncated or
@@ -112,7 +113,6 @@ def load(data: bytes) -> Image:
         raise NotAnImage(kind) from exc
 
     if kind in SENT_AS_IS and orientation == 1:
-        width, height = PIL.Image.open(io.BytesIO(data)).size
         return _image(data, kind, width, height)  # type: ignore[arg-type]
     # Rotated or foreign formats are re-encoded once, from a full-resolution decode.
     picture = PIL.Image.open(io.BytesIO(data))
