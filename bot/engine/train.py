@@ -12,8 +12,10 @@ useless). One command, resumable::
     python -m bot.engine.train --out /tmp/seg --export                # only re-export the last checkpoint
 
 Data: every batch is drawn on the fly by ``synth.synthesize`` from the *train* split of assets.py (photos, fonts,
-logos), one crop size per batch (256-384, multiples of 32), families text/tiled/logo/stamp plus about 20 % clean
-and scene-text negatives. Batches come from one DataLoader worker so that data and the two torch threads share the
+logos), families text/tiled/logo/stamp plus about 20 % clean and scene-text negatives. Each sample is drawn on a
+canvas of a random side in CANVAS_SIDES (marks are sized relative to the canvas) and then cut to the --size crop,
+centred near a marked pixel when there is one: the network so sees marks at several scales relative to its window,
+which is what it meets on a downscaled proxy of a whole photo. Batches come from one DataLoader worker so that data and the two torch threads share the
 two cores. Losses: BCE + Dice on the mask (target alpha > MASK_THRESHOLD), L1 on alpha inside the mask (plus a
 small weight outside), L1 on the colour W / 255 inside the mask. AdamW with a warm-up then cosine decay over the
 run's budget (``--steps`` or ``--minutes``, whichever ends first: a time budget makes the schedule depend on the
@@ -51,7 +53,7 @@ from bot.engine.synth import MASK_THRESHOLD, synthesize
 __all__ = ["Config", "SyntheticBatches", "export", "losses", "main", "train"]
 
 FAMILY_WEIGHTS = {"text": 0.25, "tiled": 0.2, "logo": 0.2, "stamp": 0.15, "clean": 0.13, "scenetext": 0.07}
-CROP_SIZES = (256, 288, 320, 352, 384)  # one per batch; sides must be multiples of 32
+CANVAS_SIDES = (256, 320, 384, 448, 512)  # a sample's mark is drawn relative to one of these, then cropped
 PHOTO_MAX_PIXELS = 1_500_000  # photos are decoded once per worker at most this big (64 photos ≈ 290 MB)
 CHECKPOINT_MINUTES = 3.0
 WARMUP_STEPS = 100  # linear warm-up ends after this many steps or WARMUP_FRACTION of the budget, if sooner
@@ -69,7 +71,7 @@ class Config:
     steps: int | None = None  # stop after this many steps...
     minutes: float | None = None  # ...or after this much training time, whichever comes first
     batch: int = 16
-    size: int = 256  # the smallest crop side; batches draw from CROP_SIZES at or above it (up to size + 128)
+    size: int = 256  # the training crop side, a multiple of 32
     width: float = 1.5  # LiteUNet channel multiplier
     lr: float = 3e-3
     weight_decay: float = 1e-4
@@ -101,22 +103,38 @@ class SyntheticBatches(IterableDataset):
         fonts, logos = assets.fonts("train"), assets.logos("train")
         families = list(FAMILY_WEIGHTS)
         weights = np.array(list(FAMILY_WEIGHTS.values()))
-        sizes = [s for s in CROP_SIZES if self.config.size <= s <= self.config.size + 128] or [self.config.size]
+        crop = self.config.size
+        canvases = [s for s in CANVAS_SIDES if s >= crop] or [crop]
         while True:
-            side = int(rng.choice(sizes))
             images, alphas, colours = [], [], []
             for family in rng.choice(families, size=self.config.batch, p=weights / weights.sum()):
                 pool = scenes if family == "scenetext" else photos
+                side = int(rng.choice(canvases))
                 sample = synthesize(pool[int(rng.integers(len(pool)))], str(family), rng, fonts=fonts, logos=logos,
                                     size=(side, side))
-                images.append(sample.marked)
-                alphas.append(sample.alpha)
-                colours.append(sample.colour)
+                window = _window(sample.alpha, crop, rng)
+                images.append(sample.marked[window])
+                alphas.append(sample.alpha[window])
+                colours.append(sample.colour[window])
             yield (
                 torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float().div_(255),
                 torch.from_numpy(np.stack(alphas))[:, None],
                 torch.from_numpy(np.stack(colours)).permute(0, 3, 1, 2).div_(255),
             )
+
+
+def _window(alpha: np.ndarray, crop: int, rng: np.random.Generator) -> tuple[slice, slice]:
+    """A crop x crop window of a canvas: around a random marked pixel (jittered) when the canvas has a mark, so
+    small corner stamps stay in view, else anywhere."""
+    h, w = alpha.shape
+    ys, xs = np.nonzero(alpha > MASK_THRESHOLD)
+    if ys.size and rng.random() < 0.9:
+        i = int(rng.integers(ys.size))
+        cy, cx = ys[i] + rng.integers(-crop // 3, crop // 3 + 1), xs[i] + rng.integers(-crop // 3, crop // 3 + 1)
+        y, x = int(np.clip(cy - crop // 2, 0, h - crop)), int(np.clip(cx - crop // 2, 0, w - crop))
+    else:
+        y, x = int(rng.integers(0, h - crop + 1)), int(rng.integers(0, w - crop + 1))
+    return np.s_[y : y + crop, x : x + crop]
 
 
 def losses(heads: dict[str, torch.Tensor], alpha: torch.Tensor, colour: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -158,7 +176,7 @@ def train(out: Path, config: Config, *, resume: bool = False) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(config.threads)
     _seed_everything(config.seed)
-    net = LiteUNet(config.width)
+    net = LiteUNet(config.width).to(memory_format=torch.channels_last)  # ~1.7x faster convolutions on the CPU
     optimiser = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     step, elapsed = 0, 0.0
     checkpoint = out / "checkpoint.pt"
@@ -186,7 +204,7 @@ def train(out: Path, config: Config, *, resume: bool = False) -> Path:
             break
         for group in optimiser.param_groups:
             group["lr"] = config.lr * _lr_factor(step, max(budget))
-        parts = losses(net(image), alpha, colour)
+        parts = losses(net(image.contiguous(memory_format=torch.channels_last)), alpha, colour)
         optimiser.zero_grad(set_to_none=True)
         parts["total"].backward()
         optimiser.step()
@@ -237,7 +255,7 @@ def export(out: Path) -> Path:
     note = {
         "data": {"split": "train", "photos": len(assets.photos("train")),
                  "scenetext": len(assets.photos("train", "scenetext")), "fonts": len(assets.fonts("train")),
-                 "logos": len(assets.logos("train")), "families": FAMILY_WEIGHTS, "crop_sizes": list(CROP_SIZES)},
+                 "logos": len(assets.logos("train")), "families": FAMILY_WEIGHTS, "canvas_sides": list(CANVAS_SIDES)},
         "config": state["config"],
         "steps": state["step"],
         "images": state["step"] * config.batch,
