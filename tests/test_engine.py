@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from bot.engine import DEFAULT_MODEL, TextEngine
+from bot.engine.text import DEFAULT_MODEL, TextEngine
 from bot.errors import EngineBroken, RemovalFailed
 from tests.watermarks import add_text_watermark, encode, photo
 

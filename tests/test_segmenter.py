@@ -17,10 +17,10 @@ from bot.errors import EngineBroken
 @pytest.mark.parametrize(
     ("height", "width", "expected"),
     [
-        (3000, 4000, (768, 1024)),  # shrunk to the long side, sides multiples of 32
-        (10000, 20, (1024, 32)),  # a thin strip keeps at least one multiple
+        (3000, 4000, (480, 640)),  # shrunk to the long side, sides multiples of 32
+        (10000, 20, (640, 32)),  # a thin strip keeps at least one multiple
         (20, 20, (32, 32)),  # tiny images are padded up to the network's stride
-        (500, 700, (512, 704)),  # small enough: only rounded
+        (500, 600, (512, 608)),  # small enough: only rounded
     ],
 )
 def test_proxy_size_fits_the_long_side_in_multiples_of_32(height: int, width: int, expected: tuple[int, int]) -> None:
@@ -76,13 +76,15 @@ def test_an_exported_network_loads_and_matches_torch(tmp_path: Path) -> None:
     segmenter = Segmenter.load(train.export(tmp_path))
     rgb = np.random.default_rng(0).integers(0, 256, (64, 96, 3), dtype=np.uint8)
 
-    mask, alpha = segmenter.predict(rgb)
+    seen = segmenter.predict(rgb)
     with torch.no_grad():
         heads = net.eval()(torch.from_numpy(to_input(rgb, (64, 96))))
 
-    assert mask.shape == alpha.shape == (64, 96) and mask.dtype == np.float32
-    assert np.allclose(mask, torch.sigmoid(heads["mask"])[0, 0].numpy(), atol=1e-4)
-    assert np.allclose(alpha, heads["alpha"][0, 0].numpy(), atol=1e-4)
+    assert seen.mask.shape == seen.alpha.shape == (64, 96) and seen.mask.dtype == np.float32
+    assert np.allclose(seen.mask, torch.sigmoid(heads["mask"])[0, 0].numpy(), atol=1e-4)
+    assert np.allclose(seen.alpha, heads["alpha"][0, 0].numpy(), atol=1e-4)
+    assert np.allclose(seen.colour, 255 * heads["colour"][0].permute(1, 2, 0).numpy(), atol=1e-2)
+    assert np.allclose(seen.image * 255, rgb, atol=1e-3)
     assert (tmp_path / "segmenter.json").is_file()
-    # Any size works: the proxy is rounded to the network's stride and the maps come back at full size.
-    assert segmenter.predict(rgb[:50, :70]).mask.shape == (50, 70)
+    # Any size works: the proxy is rounded to the network's stride.
+    assert segmenter.predict(rgb[:50, :70]).mask.shape == (64, 64)

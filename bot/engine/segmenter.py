@@ -1,8 +1,9 @@
 """Runs the trained watermark segmenter (segmenter.onnx, see bot.engine.train) with onnxruntime on the CPU. No torch.
 
 The network sees a downscaled proxy (long side at most PROXY_MAX_SIDE, both sides multiples of 32, as its encoder
-halves five times); its mask probability and alpha maps are resized back to the full image. Refining them at full
-resolution (guided filter, per-component alpha and colour estimates) is the engine's job, not this module's.
+halves five times) and its maps are returned at the proxy's size, with the proxy itself: refining them at full
+resolution (bot.engine.unblend's guided filter) is the engine's job, not this module's. PROXY_MAX_SIDE is about the
+scale the network was trained at (marks drawn on 256-512 px canvases), so marks look to it as they did in training.
 """
 
 from __future__ import annotations
@@ -18,17 +19,19 @@ from bot.errors import EngineBroken
 
 __all__ = ["MULTIPLE", "PROXY_MAX_SIDE", "Segmentation", "Segmenter", "from_proxy", "proxy_size", "to_input"]
 
-PROXY_MAX_SIDE = 1024
+PROXY_MAX_SIDE = 640
 MULTIPLE = 32  # the network's total stride
 DEFAULT_THREADS = 2
-REQUIRED_OUTPUTS = ("mask", "alpha")
+OUTPUTS = ("mask", "alpha", "colour")
 
 
 class Segmentation(NamedTuple):
-    """The segmenter's answer at full resolution; unpacks as (mask, alpha)."""
+    """The segmenter's answer on the proxy (h x w, smaller than or about the image)."""
 
-    mask: np.ndarray  # HxW float32 in [0, 1]: probability that a pixel belongs to a mark
-    alpha: np.ndarray  # HxW float32 in [0, 1]: the estimated blend opacity of the mark
+    image: np.ndarray  # hxwx3 float32 RGB in [0, 1]: the proxy the network saw
+    mask: np.ndarray  # hxw float32 in [0, 1]: probability that a pixel belongs to a mark
+    alpha: np.ndarray  # hxw float32 in [0, 1]: the estimated blend opacity of the mark
+    colour: np.ndarray  # hxwx3 float32 in [0, 255]: the estimated colour W of the mark (meaningful on the mark)
 
 
 def proxy_size(height: int, width: int, max_side: int = PROXY_MAX_SIDE, multiple: int = MULTIPLE) -> tuple[int, int]:
@@ -56,8 +59,8 @@ def from_proxy(plane: np.ndarray, height: int, width: int) -> np.ndarray:
 
 
 class Segmenter:
-    """An onnxruntime session over segmenter.onnx: input ``image`` (N×3×H×W RGB in [0, 1]), outputs ``mask`` and
-    ``alpha`` (and optionally ``colour``) probabilities."""
+    """An onnxruntime session over segmenter.onnx: input ``image`` (N×3×H×W RGB in [0, 1]), outputs ``mask``,
+    ``alpha`` and ``colour`` (W / 255), all through a sigmoid."""
 
     def __init__(self, session: object, input_name: str) -> None:
         """Wrap an opened session; use Segmenter.load() instead."""
@@ -82,8 +85,8 @@ class Segmenter:
             session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
             inputs = session.get_inputs()
             outputs = {o.name for o in session.get_outputs()}
-            if len(inputs) != 1 or len(inputs[0].shape) != 4 or not set(REQUIRED_OUTPUTS) <= outputs:
-                raise ValueError(f"expected one NCHW input and outputs {REQUIRED_OUTPUTS}, got {sorted(outputs)}")
+            if len(inputs) != 1 or len(inputs[0].shape) != 4 or not set(OUTPUTS) <= outputs:
+                raise ValueError(f"expected one NCHW input and outputs {OUTPUTS}, got {sorted(outputs)}")
             segmenter = cls(session, inputs[0].name)
             # A tiny run proves the graph executes, so a broken model fails at load and not mid-job.
             segmenter._run(np.zeros((1, 3, MULTIPLE, MULTIPLE), np.float32))
@@ -91,16 +94,19 @@ class Segmenter:
             raise EngineBroken(f"cannot load segmenter model {path}: {exc}") from exc
         return segmenter
 
-    def _run(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        mask, alpha = self._session.run(list(REQUIRED_OUTPUTS), {self._input: batch})  # type: ignore[attr-defined]
-        return mask, alpha
+    def _run(self, batch: np.ndarray) -> list[np.ndarray]:
+        return self._session.run(list(OUTPUTS), {self._input: batch})  # type: ignore[attr-defined,no-any-return]
 
     def predict(self, rgb: np.ndarray, max_side: int = PROXY_MAX_SIDE) -> Segmentation:
-        """rgb: HxWx3 uint8 RGB. The mask probability and alpha at rgb's resolution, computed on a proxy."""
+        """rgb: HxWx3 uint8 RGB. The network's maps on a proxy of at most max_side (see Segmentation)."""
         if not isinstance(rgb, np.ndarray) or rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
             raise ValueError(f"expected an HxWx3 uint8 array, got {getattr(rgb, 'shape', type(rgb))}")
-        height, width = rgb.shape[:2]
-        batch = to_input(rgb, proxy_size(height, width, max_side))
+        batch = to_input(rgb, proxy_size(*rgb.shape[:2], max_side))
         with self._lock:
-            mask, alpha = self._run(batch)
-        return Segmentation(from_proxy(mask, height, width), from_proxy(alpha, height, width))
+            mask, alpha, colour = self._run(batch)
+        return Segmentation(
+            image=batch[0].transpose(1, 2, 0),
+            mask=mask[0, 0],
+            alpha=alpha[0, 0],
+            colour=colour[0].transpose(1, 2, 0) * np.float32(255),
+        )

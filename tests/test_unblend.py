@@ -1,0 +1,161 @@
+"""Un-blending and its full-resolution refinement (bot.engine.unblend, bot.engine.mark's removal step).
+
+These run on masks, opacities and colours we know, so they check the arithmetic and the tiling on their own; how
+well the trained network finds marks is measured by `unmark bench engine`, and tests/test_mark.py runs it end to end.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from bot.engine import mark, unblend
+from bot.engine.segmenter import Segmentation, proxy_size, to_input
+
+
+def _photo(height: int, width: int, seed: int = 0) -> np.ndarray:
+    """A textured stand-in photo: smooth gradients plus fine noise, so inpainting could not guess it."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
+    base = np.stack([96 + 60 * np.sin(x / 37), 128 + 50 * np.cos(y / 23), 80 + 40 * np.sin((x + y) / 51)], -1)
+    return np.clip(base + rng.normal(0, 12, (height, width, 3)), 0, 255).astype(np.uint8)
+
+
+def _blend(clean: np.ndarray, alpha: np.ndarray, colour: tuple[int, int, int]) -> np.ndarray:
+    a = alpha[..., None]
+    return np.clip(np.rint(clean * (1 - a) + a * np.float32(colour)), 0, 255).astype(np.uint8)
+
+
+def _text_alpha(height: int, width: int, opacity: float, text: str = "SAMPLE (c) 2026", scale: float = 3.0
+                ) -> np.ndarray:
+    """Anti-aliased text as a float opacity map."""
+    canvas = np.zeros((height, width), np.uint8)
+    cv2.putText(canvas, text, (width // 10, height // 2), cv2.FONT_HERSHEY_DUPLEX, scale, 255, 6, cv2.LINE_AA)
+    return canvas.astype(np.float32) / 255 * opacity
+
+
+def test_inverting_a_known_blend_gives_the_photo_back() -> None:
+    clean = _photo(120, 160)
+    alpha = np.tile(np.linspace(0.0, 0.85, 160, dtype=np.float32), (120, 1))
+    marked = _blend(clean, alpha, (250, 250, 250))
+
+    restored, opaque = unblend.invert(marked, alpha, alpha[..., None] * np.float32([250, 250, 250]))
+
+    # Rounding J to uint8 costs at most 0.5 / (1 - A) levels; at A = 0.85 that is 3.3.
+    error = np.abs(restored - clean)
+    assert error.max() <= 0.5 / (1 - 0.85) + 1e-3
+    assert not opaque.any()
+    assert float(np.sqrt(np.mean(error**2))) < 1.2
+
+
+def test_too_opaque_pixels_are_flagged_and_stay_finite() -> None:
+    clean = _photo(40, 40)
+    alpha = np.full((40, 40), 0.97, np.float32)
+    marked = _blend(clean, alpha, (0, 0, 0))
+
+    restored, opaque = unblend.invert(marked, alpha, alpha[..., None] * np.zeros(3, np.float32))
+
+    assert opaque.all()
+    assert np.isfinite(restored).all() and restored.min() >= 0 and restored.max() <= 255
+
+
+def test_the_guided_filter_reproduces_an_affine_function_of_the_guide() -> None:
+    guide = _photo(64, 64).astype(np.float32) / 255
+    source = (0.3 * guide[..., 0] - 0.2 * guide[..., 1] + 0.5 * guide[..., 2] + 0.1)[..., None]
+
+    coefficients = unblend.guided_coefficients(guide, source, radius=2, eps=1e-8)
+    fitted = unblend.apply_coefficients(coefficients, guide)
+
+    assert coefficients.shape == (64, 64, 1, 4)
+    assert np.allclose(fitted, source, atol=1e-3)
+
+
+def _truth_segmentation(marked: np.ndarray, alpha: np.ndarray, colour: tuple[int, int, int], side: int
+                        ) -> Segmentation:
+    """What a perfect segmenter would say on the proxy: the true opacity and colour, area-downscaled."""
+    h, w = alpha.shape
+    ph, pw = proxy_size(h, w, side)
+    small = cv2.resize(alpha, (pw, ph), interpolation=cv2.INTER_AREA)
+    return Segmentation(
+        image=to_input(marked, (ph, pw))[0].transpose(1, 2, 0),
+        mask=(small > 0.02).astype(np.float32),
+        alpha=small,
+        colour=np.broadcast_to(np.float32(colour), (ph, pw, 3)).copy(),
+    )
+
+
+def test_a_mark_known_on_the_proxy_is_removed_sharply_at_full_resolution() -> None:
+    clean = _photo(600, 900)
+    alpha = _text_alpha(600, 900, opacity=0.5)
+    marked = _blend(clean, alpha, (255, 255, 255))
+    truth = alpha > 0.02
+
+    out = mark.remove(marked, mark.find_marks(_truth_segmentation(marked, alpha, (255, 255, 255), side=320)))
+
+    def psnr(a: np.ndarray) -> float:
+        return float(10 * np.log10(255**2 / np.mean((a[truth].astype(float) - clean[truth]) ** 2)))
+
+    # Un-blending from a proxy at a third of the size brings the marked pixels back to within a few levels,
+    # far better than the marked input and better than inpainting the true mask.
+    inpainted = cv2.inpaint(marked, cv2.dilate(truth.astype(np.uint8), np.ones((5, 5), np.uint8)), 3,
+                            cv2.INPAINT_TELEA)
+    assert psnr(out) > 30
+    assert psnr(out) > psnr(marked) + 10
+    assert psnr(out) > psnr(inpainted) + 5
+
+
+def test_pixels_outside_the_marks_reach_are_bit_exact() -> None:
+    clean = _photo(400, 500, seed=3)
+    alpha = np.zeros((400, 500), np.float32)
+    alpha[150:200, 100:300] = 0.6
+    marked = _blend(clean, alpha, (20, 20, 200))
+
+    out = mark.remove(marked, mark.find_marks(_truth_segmentation(marked, alpha, (20, 20, 200), side=256)))
+
+    near = cv2.dilate((alpha > 0).astype(np.uint8), np.ones((13, 13), np.uint8)).astype(bool)
+    assert np.array_equal(out[~near], marked[~near])
+    assert np.any(out[alpha > 0] != marked[alpha > 0])
+
+
+def test_an_image_without_marks_comes_back_identical() -> None:
+    photo = _photo(300, 400)
+    ph, pw = proxy_size(300, 400)
+    seen = Segmentation(to_input(photo, (ph, pw))[0].transpose(1, 2, 0), np.zeros((ph, pw), np.float32),
+                        np.zeros((ph, pw), np.float32), np.zeros((ph, pw, 3), np.float32))
+
+    marks = mark.find_marks(seen)
+    out = mark.remove(photo, marks)
+
+    assert marks.empty and out is not photo and np.array_equal(out, photo)
+
+
+def test_a_huge_image_is_cleaned_tile_by_tile_like_a_small_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    # 10000 px long, the largest side we accept, with marks at both ends and across a tile seam.
+    height, width = 600, 10000
+    clean = _photo(height, width, seed=5)
+    alpha = np.zeros((height, width), np.float32)
+    alpha[:, :2000] = _text_alpha(height, 2000, opacity=0.45)
+    alpha[:, 8500:] = _text_alpha(height, 1500, opacity=0.7, text="PROOF")
+    alpha[100:140, 950:1100] = 0.4  # straddles the seam between the first two 1024 px tiles
+    marked = _blend(clean, alpha, (245, 245, 245))
+    marks = mark.find_marks(_truth_segmentation(marked, alpha, (245, 245, 245), side=2048))
+    visited: list[tuple[int, int]] = []
+    clean_tile = mark._clean_tile
+
+    def spy(tile: np.ndarray, *args: object) -> tuple[np.ndarray, np.ndarray]:
+        visited.append(tile.shape[:2])
+        return clean_tile(tile, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(mark, "_clean_tile", spy)
+    tiled = mark.remove(marked, marks)
+    tiles_used = len(visited)
+    monkeypatch.setattr(mark, "TILE", 20000)
+    whole = mark.remove(marked, marks)
+
+    # Tiles are at most TILE + 2 margins a side, only those a mark reaches are visited, and the seams do not show:
+    # the tiled result equals the one-piece result except where inpainting saw less context.
+    assert all(h <= 1024 + 32 and w <= 1024 + 32 for h, w in visited[:tiles_used])
+    assert tiles_used <= 5  # of 10: two for the first mark, two for the last, none for the bare middle
+    assert np.array_equal(tiled[:, 3000:8000], marked[:, 3000:8000])
+    assert np.mean(tiled != whole) < 1e-4
