@@ -159,3 +159,33 @@ def test_a_huge_image_is_cleaned_tile_by_tile_like_a_small_one(monkeypatch: pyte
     assert tiles_used <= 5  # of 10: two for the first mark, two for the last, none for the bare middle
     assert np.array_equal(tiled[:, 3000:8000], marked[:, 3000:8000])
     assert np.mean(tiled != whole) < 1e-4
+
+
+@pytest.mark.parametrize("error", [0.7, 1.4])
+def test_an_opacity_off_by_a_third_is_recalibrated(error: float) -> None:
+    clean = _photo(600, 900, seed=7)
+    alpha = _text_alpha(600, 900, opacity=0.5)
+    marked = _blend(clean, alpha, (255, 255, 255))
+    truth = alpha > 0.02
+    seen = _truth_segmentation(marked, alpha, (255, 255, 255), side=320)
+    wrong = seen._replace(alpha=np.clip(seen.alpha * error, 0, 1), colour=seen.colour - 40)  # colour off too
+
+    out = mark.remove(marked, mark.find_marks(wrong))
+
+    error_inside = np.sqrt(np.mean((out[truth].astype(float) - clean[truth]) ** 2))
+    assert 10 * np.log10(255**2 / error_inside**2) > 28
+
+
+def test_a_mark_seen_where_there_is_none_is_left_alone() -> None:
+    # The network "sees" a mark on a patch of plain photo: un-blending it cannot make any edge vanish.
+    photo = _photo(400, 600, seed=9)
+    ph, pw = proxy_size(400, 600, 256)
+    mask = np.zeros((ph, pw), np.float32)
+    mask[60:90, 40:200] = 1.0
+    seen = Segmentation(to_input(photo, (ph, pw))[0].transpose(1, 2, 0), mask, 0.5 * mask,
+                        np.full((ph, pw, 3), 255, np.float32))
+
+    marks = mark.find_marks(seen)
+
+    assert marks.empty
+    assert np.array_equal(mark.remove(photo, marks), photo)

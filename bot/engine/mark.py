@@ -4,9 +4,10 @@
    the probability of a mark, its opacity A and its colour W.
 2. Marks are the proxy pixels above MARK_PROBABILITY, without specks smaller than MIN_AREA. None: the image comes
    back as it came, bit for bit.
-3. Each mark's colour is pooled: a mark drawn in one colour (most text and tiled marks) gets the weighted median
-   of its pixels, so the network's noise does not reach the inversion; a many-coloured logo keeps its per-pixel
-   colours.
+3. Nearby pieces are grouped into marks (the letters of a word, the repeats of a tiled mark) and each mark is
+   calibrated as a whole (unblend.calibrate): its opacity level, and its colour when it is drawn in one colour
+   (most text and tiled marks), are fitted so the mark's edges vanish from the un-blended image; a many-coloured
+   logo keeps the network's per-pixel colours.
 4. The opacity A and the premultiplied colour A W are carried to full resolution by the fast colour guided
    filter (bot.engine.unblend), fitted on the proxy, applied to the full-resolution pixels: both are locally
    affine in the marked colours, so thin strokes, anti-aliased edges and a letter's outline come back sharp.
@@ -44,6 +45,10 @@ DEFAULT_THREADS = 2
 MARK_PROBABILITY = 0.5  # a proxy pixel is part of a mark above this probability
 MIN_AREA = 6  # proxy px: smaller specks are noise, not marks
 REACH = 2  # proxy px around a mark where its soft edges may still lie
+REPEATS = 4  # this many marks or more are taken for the repeats of one tiled mark...
+LARGE_MARK = 0.02  # ...except marks covering more than this fraction of the proxy, which are fitted on their own
+MIN_GAIN = 0.2  # a mark must lose at least this share of its edge energy when un-blended, or it is left alone
+GROUP_GAP = 0.03  # of the proxy's short side: pieces closer than this are one mark (letters of a word, repeats)
 GUIDE_RADIUS = 1  # proxy px: the guided filter's window (3x3), small so thin strokes keep their own fit
 GUIDE_EPS = 1e-5  # the guided filter's regulariser (colours in [0, 1])
 UNIFORM_SPREAD = 24.0  # a mark whose colours spread less than this (0..255, weighted MAD) is one colour
@@ -64,7 +69,7 @@ class Marks:
 
     region: np.ndarray  # hxw bool: the marks and REACH px around them
     coefficients: np.ndarray  # hxwx4x4 float32: guided-filter coefficients (a_rgb, b) of A and A W (0..255)
-    count: int  # how many marks (connected components)
+    count: int  # how many marks (groups of nearby pieces)
 
     @property
     def empty(self) -> bool:
@@ -72,48 +77,84 @@ class Marks:
 
 
 def find_marks(seen: Segmentation) -> Marks:
-    """Turn the segmenter's proxy maps into marks: threshold, drop specks, pool colours, fit the opacity."""
-    labels_count, labels, stats, _ = cv2.connectedComponentsWithStats(
+    """Turn the segmenter's proxy maps into marks: threshold, drop specks, group nearby pieces (the letters of one
+    text, the repeats of a tiled mark), pool each group's colour, calibrate its opacity, fit the guided filter."""
+    pieces_count, pieces, stats, _ = cv2.connectedComponentsWithStats(
         (seen.mask > MARK_PROBABILITY).astype(np.uint8), connectivity=8
     )
-    keep = np.zeros(labels_count, bool)
+    keep = np.zeros(pieces_count, bool)
     keep[1:] = stats[1:, cv2.CC_STAT_AREA] >= MIN_AREA
-    marked = keep[labels]
-    count = int(keep.sum())
+    marked = keep[pieces]
     h, w = marked.shape
-    if not count:
+    if not keep.any():
         return Marks(np.zeros((h, w), bool), np.zeros((h, w, 4, 4), np.float32), 0)
-    size = 2 * REACH + 1
-    region = cv2.dilate(marked.astype(np.uint8), cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size))) > 0
-    # Opacity and premultiplied colour: the network's on the region, zero elsewhere, fitted to the proxy's colours.
+    region = _dilate(marked, REACH)
+    # Groups: pieces closer than GROUP_GAP of the proxy's short side belong to one mark.
+    count, groups, boxes, _ = cv2.connectedComponentsWithStats(
+        _dilate(marked, max(REACH, round(GROUP_GAP * min(h, w)))).astype(np.uint8), connectivity=8
+    )
+    owner = np.where(region, groups, 0)  # a region pixel belongs to the group whose pieces it surrounds
     alpha = np.where(region, seen.alpha, 0.0).astype(np.float32)
-    colour = _pooled_colour(seen, labels, keep, region)
+    colour = _spread_colour(seen.colour.astype(np.float32), marked, region)
+    image = seen.image * np.float32(255)
+    weight = seen.alpha * seen.mask
+    # Many small marks are the repeats of one tiled mark: they share one opacity and colour, fitted on all their
+    # edges at once, which is far steadier than each repeat's own few edges.
+    shared = None
+    if count - 1 >= REPEATS:
+        uniform = _uniform_colour(colour[marked], weight[marked] + 1e-6)
+        shared = unblend.calibrate(image, alpha, None if uniform is not None else colour)
+    dropped = 0
+    for group in range(1, count):
+        x, y, bw, bh = boxes[group, :4]
+        box = np.s_[y : y + bh, x : x + bw]
+        own = owner[box] == group
+        core = own & marked[box]
+        if not core.any():
+            continue
+        if shared is not None and np.count_nonzero(core) < LARGE_MARK * h * w:
+            scale, fitted, gain = shared
+        else:
+            uniform = _uniform_colour(colour[box][core], weight[box][core] + 1e-6)
+            a = np.where(own, alpha[box], 0.0)
+            scale, fitted, gain = unblend.calibrate(image[box], a, None if uniform is not None else colour[box])
+        if gain < MIN_GAIN:  # un-blending does not make it vanish: not a blended mark (a sign, a shadow, noise)
+            region[box][own] = False
+            alpha[box][own] = 0.0
+            dropped += 1
+            continue
+        alpha[box][own] *= scale
+        if fitted is not None:
+            colour[box][own] = fitted
+    if dropped == count - 1:
+        return Marks(np.zeros((h, w), bool), np.zeros((h, w, 4, 4), np.float32), 0)
+    np.clip(alpha, 0.0, 1.0, out=alpha)
     source = np.concatenate([alpha[..., None], alpha[..., None] * colour], axis=-1)
     coefficients = unblend.guided_coefficients(seen.image, source, GUIDE_RADIUS, GUIDE_EPS)
-    return Marks(region, coefficients, count)
+    return Marks(region, coefficients, count - 1 - dropped)
 
 
-def _pooled_colour(seen: Segmentation, labels: np.ndarray, keep: np.ndarray, region: np.ndarray) -> np.ndarray:
-    """Per mark: the weighted median colour when the mark is one colour, else the network's own per pixel; then
-    spread from the marks over the rest of the region (nearest mark pixel), where soft edges still need a colour."""
-    colour = seen.colour.astype(np.float32).copy()
-    weight = seen.alpha * seen.mask
-    for label in np.flatnonzero(keep):
-        inside = labels == label
-        pixels, weights = colour[inside], weight[inside] + 1e-6
-        median = np.array([_weighted_median(pixels[:, c], weights) for c in range(3)], np.float32)
-        spread = np.average(np.abs(pixels - median), axis=0, weights=weights).max()
-        if spread < UNIFORM_SPREAD:
-            colour[inside] = median
-    # Nearest marked pixel's colour for the region's rim (distance transform with labels of the zero pixels).
-    marks = keep[labels]
-    _, nearest = cv2.distanceTransformWithLabels((~marks).astype(np.uint8), cv2.DIST_L2, 3,
+def _dilate(mask: np.ndarray, radius: int) -> np.ndarray:
+    size = 2 * radius + 1
+    return cv2.dilate(mask.astype(np.uint8), cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size))) > 0
+
+
+def _uniform_colour(pixels: np.ndarray, weights: np.ndarray) -> np.ndarray | None:
+    """The weighted median colour of a mark's pixels if they are one colour (small weighted spread), else None."""
+    median = np.array([_weighted_median(pixels[:, c], weights) for c in range(3)], np.float32)
+    spread = np.average(np.abs(pixels - median), axis=0, weights=weights).max()
+    return median if spread < UNIFORM_SPREAD else None
+
+
+def _spread_colour(colour: np.ndarray, marked: np.ndarray, region: np.ndarray) -> np.ndarray:
+    """The network's colour on marked pixels, and the nearest marked pixel's on the rest of the region, where soft
+    edges still need a colour but the network's colour is not trained to mean anything."""
+    _, nearest = cv2.distanceTransformWithLabels((~marked).astype(np.uint8), cv2.DIST_L2, 3,
                                                  labelType=cv2.DIST_LABEL_PIXEL)
-    ys, xs = np.nonzero(marks)
+    ys, xs = np.nonzero(marked)
     lookup = np.zeros((nearest.max() + 1, 3), np.float32)
     lookup[nearest[ys, xs]] = colour[ys, xs]
-    spread_out = lookup[nearest]
-    return np.where(region[..., None] & ~marks[..., None], spread_out, colour)
+    return np.where((region & ~marked)[..., None], lookup[nearest], colour)
 
 
 def _weighted_median(values: np.ndarray, weights: np.ndarray) -> float:

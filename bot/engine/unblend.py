@@ -19,9 +19,10 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-__all__ = ["OPAQUE", "apply_coefficients", "guided_coefficients", "invert"]
+__all__ = ["OPAQUE", "SCALES", "apply_coefficients", "calibrate", "guided_coefficients", "invert"]
 
 OPAQUE = 0.9  # at or above this opacity the background is not recovered but inpainted
+SCALES = np.round(np.arange(0.5, 1.81, 0.05), 2)  # opacity corrections tried by calibrate()
 
 
 def _box(plane: np.ndarray, radius: int) -> np.ndarray:
@@ -83,3 +84,59 @@ def invert(marked: np.ndarray, alpha: np.ndarray, premultiplied: np.ndarray, opa
     scale = np.divide(capped, alpha, out=np.ones_like(alpha), where=alpha > 0)[..., None]
     restored = (marked.astype(np.float32) - premultiplied * scale) / (1.0 - capped)[..., None]
     return np.clip(restored, 0.0, 255.0, out=restored), alpha >= opaque
+
+
+def calibrate(marked: np.ndarray, alpha: np.ndarray, colour: np.ndarray | None, scales: np.ndarray = SCALES
+              ) -> tuple[float, np.ndarray | None, float]:
+    """The opacity scale (and, when colour is None, the one colour W) that make a mark vanish best.
+
+    A network's opacity is right in shape more often than in level, and a level 30 % off leaves the mark (or its
+    negative) at about 20 dB. The right A and W make the un-blended I = (J - A W) / (1 - A) continuous across the
+    mark's edges, so for each scale s of the opacity this fits W in closed form (least squares of the gradient of
+    I, weighted to the mark's edges, where the mark shows and the photo's own texture matters least) and keeps the
+    s with the smallest residual.
+
+    marked: hxwx3 float32 0..255 around one mark; alpha: hxw in [0, 1] (the mark's own opacity, zero elsewhere);
+    colour: hxwx3 per-pixel colour to keep, or None to fit one colour. Returns (scale, fitted colour or None,
+    gain), gain being how much of the edge energy the un-blending took away (1 - best / untouched): a real mark's
+    edges vanish, so a gain near zero says the network saw a mark that is not there.
+    """
+    gx, gy = np.abs(np.diff(alpha, axis=1)), np.abs(np.diff(alpha, axis=0))
+    best: tuple[float, float, np.ndarray | None, float] = (np.inf, 1.0, None, 0.0)
+    for scale in scales:
+        a = np.minimum(alpha * np.float32(scale), OPAQUE)
+        inverse = 1.0 / (1.0 - a)
+        # Weighted by (1 - A)^2: residuals measured in the marked image's units, so a higher opacity is not
+        # penalised merely for amplifying the photo's texture and JPEG noise by 1 / (1 - A).
+        keep = (1.0 - a) ** 2
+        wx, wy = gx * np.minimum(keep[:, 1:], keep[:, :-1]), gy * np.minimum(keep[1:], keep[:-1])
+        total = wx.sum() + wy.sum() + 1e-12
+        wx, wy = wx / total, wy / total
+        background = marked * inverse[..., None]  # I = J / (1 - A) - W A / (1 - A)
+        weight = a * inverse
+        if colour is not None:
+            background = background - colour * weight[..., None]
+            fitted = None
+            residual = _weighted_gradient_energy(background, None, wx, wy)
+        else:
+            fitted = _fit_colour(background, weight, wx, wy)
+            residual = _weighted_gradient_energy(background, weight[..., None] * fitted, wx, wy)
+        if residual < best[0]:
+            untouched = _weighted_gradient_energy(marked, None, wx, wy)
+            best = (residual, float(scale), fitted, 1.0 - residual / max(untouched, 1e-12))
+    return best[1], best[2], best[3]
+
+
+def _fit_colour(background: np.ndarray, weight: np.ndarray, wx: np.ndarray, wy: np.ndarray) -> np.ndarray:
+    """Per channel, W minimising sum w |grad(J / (1 - A)) - W grad(A / (1 - A))|^2, clipped to 0..255."""
+    kx, ky = np.diff(weight, axis=1), np.diff(weight, axis=0)
+    jx, jy = np.diff(background, axis=1), np.diff(background, axis=0)
+    numerator = (wx[..., None] * kx[..., None] * jx).sum((0, 1)) + (wy[..., None] * ky[..., None] * jy).sum((0, 1))
+    denominator = (wx * kx * kx).sum() + (wy * ky * ky).sum() + 1e-12
+    return np.clip(numerator / denominator, 0.0, 255.0).astype(np.float32)
+
+
+def _weighted_gradient_energy(background: np.ndarray, mark: np.ndarray | None, wx: np.ndarray, wy: np.ndarray
+                              ) -> float:
+    image = background if mark is None else background - mark
+    return float((wx[..., None] * np.diff(image, axis=1) ** 2).sum() + (wy[..., None] * np.diff(image, axis=0) ** 2).sum())
