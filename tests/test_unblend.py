@@ -1,4 +1,5 @@
-"""Un-blending and its full-resolution refinement (bot.engine.unblend, bot.engine.mark's removal step).
+"""Un-blending: fitting a mark's colour and opacity, its coverage, the inversion, and the tiles (bot.engine.unblend,
+bot.engine.mark's removal step).
 
 These run on masks, opacities and colours we know, so they check the arithmetic and the tiling on their own; how
 well the trained network finds marks is measured by `unmark bench engine`, and tests/test_mark.py runs it end to end.
@@ -40,7 +41,7 @@ def test_inverting_a_known_blend_gives_the_photo_back() -> None:
     alpha = np.tile(np.linspace(0.0, 0.85, 160, dtype=np.float32), (120, 1))
     marked = _blend(clean, alpha, (250, 250, 250))
 
-    restored, opaque = unblend.invert(marked, alpha, alpha[..., None] * np.float32([250, 250, 250]))
+    restored, opaque = unblend.invert(marked, alpha, np.full((120, 160, 3), 250, np.float32))
 
     # Rounding J to uint8 costs at most 0.5 / (1 - A) levels; at A = 0.85 that is 3.3.
     error = np.abs(restored - clean)
@@ -54,21 +55,38 @@ def test_too_opaque_pixels_are_flagged_and_stay_finite() -> None:
     alpha = np.full((40, 40), 0.97, np.float32)
     marked = _blend(clean, alpha, (0, 0, 0))
 
-    restored, opaque = unblend.invert(marked, alpha, alpha[..., None] * np.zeros(3, np.float32))
+    restored, opaque = unblend.invert(marked, alpha, np.zeros((40, 40, 3), np.float32))
 
     assert opaque.all()
     assert np.isfinite(restored).all() and restored.min() >= 0 and restored.max() <= 255
 
 
-def test_the_guided_filter_reproduces_an_affine_function_of_the_guide() -> None:
-    guide = _photo(64, 64).astype(np.float32) / 255
-    source = (0.3 * guide[..., 0] - 0.2 * guide[..., 1] + 0.5 * guide[..., 2] + 0.1)[..., None]
+def test_one_colour_and_opacity_are_fitted_from_the_marks_pixels() -> None:
+    rng = np.random.default_rng(1)
+    backgrounds = rng.uniform(20, 200, (4000, 3)).astype(np.float32)
+    covered = np.where(rng.random(4000) < 0.7, 1.0, rng.uniform(0, 1, 4000)).astype(np.float32)  # insides and rims
+    colour, opacity = np.float32([240, 230, 40]), 0.45
+    differences = (covered * opacity)[:, None] * (colour - backgrounds) + rng.normal(0, 2, (4000, 3))
 
-    coefficients = unblend.guided_coefficients(guide, source, radius=2, eps=1e-8)
-    fitted = unblend.apply_coefficients(coefficients, guide)
+    blend = unblend.fit_blend(differences.astype(np.float32), backgrounds)
 
-    assert coefficients.shape == (64, 64, 1, 4)
-    assert np.allclose(fitted, source, atol=1e-3)
+    assert np.abs(blend.colour - colour).max() <= 12
+    assert abs(blend.opacity - opacity) < 0.05
+    assert blend.explained > 0.95
+
+
+def test_coverage_is_snapped_whole_inside_and_none_outside() -> None:
+    background = np.full((1, 5, 3), 100, np.float32)
+    colour = np.full((1, 5, 3), 250, np.float32)
+    opacity = np.full((1, 5), 0.4, np.float32)
+    shares = np.float32([0.0, 0.05, 0.45, 0.8, 1.0])  # true coverage per pixel, with B a little off below
+    marked = background + (shares * 0.4)[None, :, None] * (colour - background) + 3
+
+    cover = unblend.coverage(marked, background, colour, opacity)
+
+    assert cover[0, 0] == 0 and cover[0, 1] == 0  # nothing, and a slightly wrong B, stay nothing
+    assert cover[0, 3] == 1 and cover[0, 4] == 1  # the inside of a glyph is whole: the exact A is used
+    assert 0.4 < cover[0, 2] < 0.55  # the anti-aliased rim is graded, as it is
 
 
 def _truth_segmentation(marked: np.ndarray, alpha: np.ndarray, colour: tuple[int, int, int], side: int
@@ -91,13 +109,13 @@ def test_a_mark_known_on_the_proxy_is_removed_sharply_at_full_resolution() -> No
     marked = _blend(clean, alpha, (255, 255, 255))
     truth = alpha > 0.02
 
-    out = mark.remove(marked, mark.find_marks(_truth_segmentation(marked, alpha, (255, 255, 255), side=320)))
+    out = mark.remove(marked, mark.find_marks(_truth_segmentation(marked, alpha, (255, 255, 255), side=320), marked))
 
     def psnr(a: np.ndarray) -> float:
         return float(10 * np.log10(255**2 / np.mean((a[truth].astype(float) - clean[truth]) ** 2)))
 
-    # Un-blending from a proxy at a third of the size brings the marked pixels back to within a few levels,
-    # far better than the marked input and better than inpainting the true mask.
+    # Fitted on a proxy at a third of the size and un-blended at full resolution, the marked pixels come back to
+    # within a few levels: far better than the marked input, and better than inpainting the true mask.
     inpainted = cv2.inpaint(marked, cv2.dilate(truth.astype(np.uint8), np.ones((5, 5), np.uint8)), 3,
                             cv2.INPAINT_TELEA)
     assert psnr(out) > 30
@@ -111,7 +129,7 @@ def test_pixels_outside_the_marks_reach_are_bit_exact() -> None:
     alpha[150:200, 100:300] = 0.6
     marked = _blend(clean, alpha, (20, 20, 200))
 
-    out = mark.remove(marked, mark.find_marks(_truth_segmentation(marked, alpha, (20, 20, 200), side=256)))
+    out = mark.remove(marked, mark.find_marks(_truth_segmentation(marked, alpha, (20, 20, 200), side=256), marked))
 
     near = cv2.dilate((alpha > 0).astype(np.uint8), np.ones((13, 13), np.uint8)).astype(bool)
     assert np.array_equal(out[~near], marked[~near])
@@ -124,7 +142,7 @@ def test_an_image_without_marks_comes_back_identical() -> None:
     seen = Segmentation(to_input(photo, (ph, pw))[0].transpose(1, 2, 0), np.zeros((ph, pw), np.float32),
                         np.zeros((ph, pw), np.float32), np.zeros((ph, pw, 3), np.float32))
 
-    marks = mark.find_marks(seen)
+    marks = mark.find_marks(seen, photo)
     out = mark.remove(photo, marks)
 
     assert marks.empty and out is not photo and np.array_equal(out, photo)
@@ -139,7 +157,7 @@ def test_a_huge_image_is_cleaned_tile_by_tile_like_a_small_one(monkeypatch: pyte
     alpha[:, 8500:] = _text_alpha(height, 1500, opacity=0.7, text="PROOF")
     alpha[100:140, 950:1100] = 0.4  # straddles the seam between the first two 1024 px tiles
     marked = _blend(clean, alpha, (245, 245, 245))
-    marks = mark.find_marks(_truth_segmentation(marked, alpha, (245, 245, 245), side=2048))
+    marks = mark.find_marks(_truth_segmentation(marked, alpha, (245, 245, 245), side=2048), marked)
     visited: list[tuple[int, int]] = []
     clean_tile = mark._clean_tile
 
@@ -161,16 +179,16 @@ def test_a_huge_image_is_cleaned_tile_by_tile_like_a_small_one(monkeypatch: pyte
     assert np.mean(tiled != whole) < 1e-4
 
 
-@pytest.mark.parametrize("error", [0.7, 1.4])
-def test_an_opacity_off_by_a_third_is_recalibrated(error: float) -> None:
+@pytest.mark.parametrize("colour", [(255, 255, 255), (0, 0, 0), (230, 40, 40)])
+def test_the_colour_and_opacity_come_from_the_pixels_not_the_network(colour: tuple[int, int, int]) -> None:
     clean = _photo(600, 900, seed=7)
     alpha = _text_alpha(600, 900, opacity=0.5)
-    marked = _blend(clean, alpha, (255, 255, 255))
+    marked = _blend(clean, alpha, colour)
     truth = alpha > 0.02
-    seen = _truth_segmentation(marked, alpha, (255, 255, 255), side=320)
-    wrong = seen._replace(alpha=np.clip(seen.alpha * error, 0, 1), colour=seen.colour - 40)  # colour off too
+    seen = _truth_segmentation(marked, alpha, colour, side=320)
+    wrong = seen._replace(alpha=seen.alpha * 0.3, colour=np.full_like(seen.colour, 128))  # the network is way off
 
-    out = mark.remove(marked, mark.find_marks(wrong))
+    out = mark.remove(marked, mark.find_marks(wrong, marked))
 
     error_inside = np.sqrt(np.mean((out[truth].astype(float) - clean[truth]) ** 2))
     assert 10 * np.log10(255**2 / error_inside**2) > 28
@@ -185,7 +203,7 @@ def test_a_mark_seen_where_there_is_none_is_left_alone() -> None:
     seen = Segmentation(to_input(photo, (ph, pw))[0].transpose(1, 2, 0), mask, 0.5 * mask,
                         np.full((ph, pw, 3), 255, np.float32))
 
-    marks = mark.find_marks(seen)
+    marks = mark.find_marks(seen, photo)
 
     assert marks.empty
     assert np.array_equal(mark.remove(photo, marks), photo)

@@ -1,22 +1,16 @@
-"""The local engine: finds the mark pixel by pixel with the segmenter and un-blends it.
+"""The local engine: finds the mark with the segmenter and un-blends it.
 
 1. The segmenter (bot.engine.segmenter) looks at a proxy of at most PROXY_MAX_SIDE px and gives, per proxy pixel,
-   the probability of a mark, its opacity A and its colour W.
-2. Marks are the proxy pixels above MARK_PROBABILITY, without specks smaller than MIN_AREA. None: the image comes
-   back as it came, bit for bit.
-3. Nearby pieces are grouped into marks (the letters of a word, the repeats of a tiled mark) and each mark is
-   calibrated as a whole (unblend.calibrate): its opacity level, and its colour when it is drawn in one colour
-   (most text and tiled marks), are fitted so the mark's edges vanish from the un-blended image; a many-coloured
-   logo keeps the network's per-pixel colours.
-4. The opacity A and the premultiplied colour A W are carried to full resolution by the fast colour guided
-   filter (bot.engine.unblend), fitted on the proxy, applied to the full-resolution pixels: both are locally
-   affine in the marked colours, so thin strokes, anti-aliased edges and a letter's outline come back sharp.
-5. Where A is below FEATHER_FROM the blend is inverted; above OPAQUE the pixel is inpainted; in between the two
-   are mixed, so the seam does not show. Only pixels with A above CHANGED are written; every other pixel is
-   copied from the input exactly.
-
-Full-resolution work runs tile by tile (TILE px a side), on the tiles a mark reaches, so memory stays bounded on
-images up to 10000 x 10000 and time follows the mark's area rather than the image's.
+   the probability of a mark. Marks are the pixels above MARK_PROBABILITY, without specks under MIN_AREA; none,
+   and the image comes back as it came, bit for bit.
+2. On the proxy the photo under the marks is inpainted (a smooth estimate B), nearby pieces are grouped into marks
+   (the letters of a word; the repeats of a tiled mark share one fit) and each mark's colour W and opacity A are
+   fitted to its pixels (unblend.fit_blend). A mark the one-colour blend does not explain, or with a negligible
+   opacity, is left alone.
+3. At full resolution, tile by tile (TILE px a side, only the tiles a mark reaches, so memory stays bounded up
+   to 10000 x 10000 and time follows the marks' area), each pixel's snapped coverage gives its opacity; the
+   blend is inverted below FEATHER_FROM, inpainted at unblend.OPAQUE and above, and mixed in between so the seam
+   does not show. Only pixels whose opacity exceeds CHANGED are written; every other pixel is copied exactly.
 """
 
 from __future__ import annotations
@@ -31,7 +25,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from bot.engine import unblend
+from bot.engine.unblend import FIT_SAMPLES, OPAQUE, coverage, fit_blend, invert
 from bot.engine.progress import Progress
 from bot.engine.segmenter import PROXY_MAX_SIDE, Segmentation, Segmenter
 
@@ -43,15 +37,16 @@ DEFAULT_SEGMENTER = Path(__file__).parent / "models" / "segmenter.onnx"
 DEFAULT_THREADS = 2
 
 MARK_PROBABILITY = 0.5  # a proxy pixel is part of a mark above this probability
+SURE = 1.1  # a pixel this probable, more than INSIDE_DEPTH px inside a mark and beyond FIT_BAND px from the
+INSIDE_DEPTH = 2  # inpainted hole's edge (where B is a smear), is taken as wholly covered
 MIN_AREA = 6  # proxy px: smaller specks are noise, not marks
 REACH = 2  # proxy px around a mark where its soft edges may still lie
+FIT_BAND = 5  # proxy px from the edge of the inpainted hole within which B is trusted for fitting
 REPEATS = 4  # this many marks or more are taken for the repeats of one tiled mark...
 LARGE_MARK = 0.02  # ...except marks covering more than this fraction of the proxy, which are fitted on their own
-MIN_GAIN = 0.2  # a mark must lose at least this share of its edge energy when un-blended, or it is left alone
+MIN_EXPLAINED = 0.6  # a mark's one-colour blend must account for this share of its differences from B...
+MIN_OPACITY = 0.04  # ...and be at least this opaque, or it is left alone
 GROUP_GAP = 0.03  # of the proxy's short side: pieces closer than this are one mark (letters of a word, repeats)
-GUIDE_RADIUS = 1  # proxy px: the guided filter's window (3x3), small so thin strokes keep their own fit
-GUIDE_EPS = 1e-5  # the guided filter's regulariser (colours in [0, 1])
-UNIFORM_SPREAD = 24.0  # a mark whose colours spread less than this (0..255, weighted MAD) is one colour
 CHANGED = 0.02  # full-resolution opacity above which a pixel is rewritten (the truth's own mask threshold)
 FEATHER_FROM = 0.75  # from here up to unblend.OPAQUE the inversion is mixed with inpainting
 INPAINT_RADIUS = 3
@@ -68,7 +63,10 @@ class Marks:
     """What the engine knows about the marks of one image, at proxy resolution."""
 
     region: np.ndarray  # hxw bool: the marks and REACH px around them
-    coefficients: np.ndarray  # hxwx4x4 float32: guided-filter coefficients (a_rgb, b) of A and A W (0..255)
+    inside: np.ndarray  # hxw bool: deep inside a mark (more than FIT_BAND px from its edge): wholly covered
+    background: np.ndarray  # hxwx3 float32 0..255: the photo under the marks, inpainted
+    colour: np.ndarray  # hxwx3 float32 0..255: each mark's fitted colour W on its region
+    opacity: np.ndarray  # hxw float32: each mark's fitted opacity A on its region, 0 elsewhere
     count: int  # how many marks (groups of nearby pieces)
 
     @property
@@ -76,9 +74,14 @@ class Marks:
         return self.count == 0
 
 
-def find_marks(seen: Segmentation) -> Marks:
-    """Turn the segmenter's proxy maps into marks: threshold, drop specks, group nearby pieces (the letters of one
-    text, the repeats of a tiled mark), pool each group's colour, calibrate its opacity, fit the guided filter."""
+def _no_marks(h: int, w: int) -> Marks:
+    return Marks(np.zeros((h, w), bool), np.zeros((h, w), bool), np.zeros((h, w, 3), np.float32),
+                 np.zeros((h, w, 3), np.float32), np.zeros((h, w), np.float32), 0)
+
+
+def find_marks(seen: Segmentation, rgb: np.ndarray) -> Marks:
+    """Turn the segmenter's proxy maps into fitted marks (steps 1 and 2 of the module docstring); rgb is the
+    full-resolution image the proxy was made from, whose pixels the blends are fitted to."""
     pieces_count, pieces, stats, _ = cv2.connectedComponentsWithStats(
         (seen.mask > MARK_PROBABILITY).astype(np.uint8), connectivity=8
     )
@@ -87,80 +90,73 @@ def find_marks(seen: Segmentation) -> Marks:
     marked = keep[pieces]
     h, w = marked.shape
     if not keep.any():
-        return Marks(np.zeros((h, w), bool), np.zeros((h, w, 4, 4), np.float32), 0)
+        return _no_marks(h, w)
     region = _dilate(marked, REACH)
-    # Groups: pieces closer than GROUP_GAP of the proxy's short side belong to one mark.
+    image = np.clip(np.rint(seen.image * 255), 0, 255).astype(np.uint8)
+    hole = _dilate(marked, REACH + 1).astype(np.uint8)  # a little wider, so no soft edge leaks into B
+    background = cv2.inpaint(image, hole, INPAINT_RADIUS, cv2.INPAINT_TELEA).astype(np.float32)
+    samples = _Samples(rgb, background)
+    # Fit only where B is trustworthy: within FIT_BAND of the hole's edge (all of a thin stroke; the outer band of
+    # a big glyph, whose middle B can only smear over).
+    depth = cv2.distanceTransform(hole, cv2.DIST_L2, 3)
+    usable = marked & (depth <= FIT_BAND)
     count, groups, boxes, _ = cv2.connectedComponentsWithStats(
         _dilate(marked, max(REACH, round(GROUP_GAP * min(h, w)))).astype(np.uint8), connectivity=8
     )
     owner = np.where(region, groups, 0)  # a region pixel belongs to the group whose pieces it surrounds
-    alpha = np.where(region, seen.alpha, 0.0).astype(np.float32)
-    colour = _spread_colour(seen.colour.astype(np.float32), marked, region)
-    image = seen.image * np.float32(255)
-    weight = seen.alpha * seen.mask
-    # Many small marks are the repeats of one tiled mark: they share one opacity and colour, fitted on all their
-    # edges at once, which is far steadier than each repeat's own few edges.
-    shared = None
-    if count - 1 >= REPEATS:
-        uniform = _uniform_colour(colour[marked], weight[marked] + 1e-6)
-        shared = unblend.calibrate(image, alpha, None if uniform is not None else colour)
-    dropped = 0
+    # Many small marks are the repeats of one tiled mark: they share one fit, made on all of them at once.
+    shared = fit_blend(*samples.at(usable)) if count - 1 >= REPEATS else None
+    colour = np.zeros((h, w, 3), np.float32)
+    opacity = np.zeros((h, w), np.float32)
+    kept = 0
     for group in range(1, count):
         x, y, bw, bh = boxes[group, :4]
         box = np.s_[y : y + bh, x : x + bw]
         own = owner[box] == group
         core = own & marked[box]
-        if not core.any():
-            continue
         if shared is not None and np.count_nonzero(core) < LARGE_MARK * h * w:
-            scale, fitted, gain = shared
+            blend = shared
         else:
-            uniform = _uniform_colour(colour[box][core], weight[box][core] + 1e-6)
-            a = np.where(own, alpha[box], 0.0)
-            scale, fitted, gain = unblend.calibrate(image[box], a, None if uniform is not None else colour[box])
-        if gain < MIN_GAIN:  # un-blending does not make it vanish: not a blended mark (a sign, a shadow, noise)
-            region[box][own] = False
-            alpha[box][own] = 0.0
-            dropped += 1
+            blend = fit_blend(*samples.at(core & usable[box], box))
+        if blend.explained < MIN_EXPLAINED or blend.opacity < MIN_OPACITY:
+            region[box][own] = False  # not a one-colour blend: a sign, a shadow, the network's mistake
             continue
-        alpha[box][own] *= scale
-        if fitted is not None:
-            colour[box][own] = fitted
-    if dropped == count - 1:
-        return Marks(np.zeros((h, w), bool), np.zeros((h, w, 4, 4), np.float32), 0)
-    np.clip(alpha, 0.0, 1.0, out=alpha)
-    source = np.concatenate([alpha[..., None], alpha[..., None] * colour], axis=-1)
-    coefficients = unblend.guided_coefficients(seen.image, source, GUIDE_RADIUS, GUIDE_EPS)
-    return Marks(region, coefficients, count - 1 - dropped)
+        colour[box][own] = blend.colour
+        opacity[box][own] = blend.opacity
+        kept += 1
+    if not kept:
+        return _no_marks(h, w)
+    # Deep inside a big mark B is a smear, so coverage cannot be read from it; the network's word stands there.
+    deep = cv2.distanceTransform(marked.astype(np.uint8), cv2.DIST_L2, 3) > INSIDE_DEPTH
+    inside = (seen.mask > SURE) & deep & (depth > FIT_BAND) & region
+    return Marks(region, inside, background, colour, opacity, kept)
+
+
+class _Samples:
+    """Full-resolution pixels under given proxy pixels, with the proxy's background estimate there."""
+
+    def __init__(self, rgb: np.ndarray, background: np.ndarray) -> None:
+        self._rgb, self._background = rgb, background
+        self._rng = np.random.default_rng(0)  # fixed: the same image always gets the same fit
+
+    def at(self, where: np.ndarray, box: tuple[slice, slice] = np.s_[:, :]) -> tuple[np.ndarray, np.ndarray]:
+        """(differences J - B, backgrounds B), Nx3 float32: up to FIT_SAMPLES full-resolution pixels, each at a
+        random spot inside one of the proxy pixels where `where` (within box) is set."""
+        ys, xs = np.nonzero(where)
+        ys, xs = ys + (box[0].start or 0), xs + (box[1].start or 0)
+        if ys.size > FIT_SAMPLES:
+            pick = self._rng.choice(ys.size, FIT_SAMPLES, replace=False)
+            ys, xs = ys[pick], xs[pick]
+        (ph, pw), (height, width) = self._background.shape[:2], self._rgb.shape[:2]
+        fy = ((ys + self._rng.random(ys.size)) * (height / ph)).astype(np.int64).clip(0, height - 1)
+        fx = ((xs + self._rng.random(xs.size)) * (width / pw)).astype(np.int64).clip(0, width - 1)
+        backgrounds = self._background[ys, xs]
+        return self._rgb[fy, fx].astype(np.float32) - backgrounds, backgrounds
 
 
 def _dilate(mask: np.ndarray, radius: int) -> np.ndarray:
     size = 2 * radius + 1
     return cv2.dilate(mask.astype(np.uint8), cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size))) > 0
-
-
-def _uniform_colour(pixels: np.ndarray, weights: np.ndarray) -> np.ndarray | None:
-    """The weighted median colour of a mark's pixels if they are one colour (small weighted spread), else None."""
-    median = np.array([_weighted_median(pixels[:, c], weights) for c in range(3)], np.float32)
-    spread = np.average(np.abs(pixels - median), axis=0, weights=weights).max()
-    return median if spread < UNIFORM_SPREAD else None
-
-
-def _spread_colour(colour: np.ndarray, marked: np.ndarray, region: np.ndarray) -> np.ndarray:
-    """The network's colour on marked pixels, and the nearest marked pixel's on the rest of the region, where soft
-    edges still need a colour but the network's colour is not trained to mean anything."""
-    _, nearest = cv2.distanceTransformWithLabels((~marked).astype(np.uint8), cv2.DIST_L2, 3,
-                                                 labelType=cv2.DIST_LABEL_PIXEL)
-    ys, xs = np.nonzero(marked)
-    lookup = np.zeros((nearest.max() + 1, 3), np.float32)
-    lookup[nearest[ys, xs]] = colour[ys, xs]
-    return np.where((region & ~marked)[..., None], lookup[nearest], colour)
-
-
-def _weighted_median(values: np.ndarray, weights: np.ndarray) -> float:
-    order = np.argsort(values)
-    cumulative = np.cumsum(weights[order])
-    return float(values[order][np.searchsorted(cumulative, cumulative[-1] / 2)])
 
 
 def remove(rgb: np.ndarray, marks: Marks, progress: Callable[[int], None] = lambda _: None) -> np.ndarray:
@@ -206,24 +202,24 @@ def _clean_tile(tile: np.ndarray, marks: Marks, y0: int, x0: int, sy: float, sx:
                 ) -> tuple[np.ndarray, np.ndarray]:
     """(cleaned tile uint8, changed HxW bool) for one full-resolution window whose top-left is (y0, x0)."""
     h, w = tile.shape[:2]
-    region = _upsample(marks.region.astype(np.uint8), y0, x0, h, w, sy, sx, cv2.INTER_NEAREST) > 0
-    guide = tile.astype(np.float32) * np.float32(1 / 255)
-    ph, pw = marks.coefficients.shape[:2]
-    coefficients = _upsample(marks.coefficients.reshape(ph, pw, 16), y0, x0, h, w, sy, sx).reshape(h, w, 4, 4)
-    fitted = unblend.apply_coefficients(coefficients, guide)
-    alpha = np.clip(fitted[..., 0], 0.0, 1.0)
-    alpha[~region] = 0.0
+    nearest = cv2.INTER_NEAREST  # colour and opacity are constant per mark: no blending across two marks
+    region = _upsample(marks.region.astype(np.uint8), y0, x0, h, w, sy, sx, nearest) > 0
+    opacity = _upsample(marks.opacity, y0, x0, h, w, sy, sx, nearest) * region
+    colour = _upsample(marks.colour, y0, x0, h, w, sy, sx, nearest)
+    background = _upsample(marks.background, y0, x0, h, w, sy, sx)
+    marked = tile.astype(np.float32)
+    inside = _upsample(marks.inside.astype(np.uint8), y0, x0, h, w, sy, sx, nearest) > 0
+    alpha = opacity * np.maximum(coverage(marked, background, colour, opacity), inside)
     changed = alpha > CHANGED
     if not changed.any():
         return tile, changed
-    premultiplied = np.clip(fitted[..., 1:], 0.0, 255.0 * alpha[..., None])
-    restored, _ = unblend.invert(tile, alpha, premultiplied)
+    restored, _ = invert(marked, alpha, colour)
     hole = alpha >= FEATHER_FROM
     if hole.any():
         known = np.clip(np.rint(restored), 0, 255).astype(np.uint8)
         filled = cv2.inpaint(known, hole.astype(np.uint8), INPAINT_RADIUS, cv2.INPAINT_TELEA).astype(np.float32)
         # 0 at FEATHER_FROM, 1 at OPAQUE and above: the inversion fades into the fill instead of meeting it.
-        mix = np.clip((alpha - FEATHER_FROM) / (unblend.OPAQUE - FEATHER_FROM), 0.0, 1.0)[..., None]
+        mix = np.clip((alpha - FEATHER_FROM) / (OPAQUE - FEATHER_FROM), 0.0, 1.0)[..., None]
         restored = restored * (1 - mix) + filled * mix
     return np.clip(np.rint(restored), 0, 255).astype(np.uint8), changed
 
@@ -256,7 +252,7 @@ class MarkEngine:
         with self._lock:
             started = time.perf_counter()
             report(0)
-            marks = find_marks(self._segmenter.predict(rgb, self._proxy_side))
+            marks = find_marks(self._segmenter.predict(rgb, self._proxy_side), rgb)
             found = time.perf_counter()
             report(PROGRESS_SEGMENTED)
             out = remove(rgb, marks, report)

@@ -4,139 +4,133 @@ A visible watermark is a blend of the photo I with the mark's colour W at opacit
 close to 1, the photo comes back exactly: I = (J - A W) / (1 - A). Inpainting, which invents I from the
 surroundings, cannot do that (engine.md: about 24 dB inside the mark against about 48 dB for the inversion).
 
-Functions here are pure numpy/OpenCV on one tile at a time, so the engine can bound its memory on huge images:
+The engine knows roughly where a mark is (the segmenter) and needs W, A and, per pixel, how much of the mark
+covers it. Marks are drawn in one colour at one opacity far more often than not, and their coverage is nearly
+binary (a glyph's inside, its anti-aliased rim, nothing). So:
 
-- ``guided_coefficients`` / ``apply_coefficients``: the fast colour guided filter (He and Sun 2015). The
-  segmenter's alpha comes from a downscaled proxy; alpha is locally an affine function of the marked colours
-  (J = I + A (W - I) with I and W locally constant), so the per-window affine fit is made on the proxy and applied
-  to the full-resolution pixels, which restores thin strokes and anti-aliased edges the proxy blurred.
-- ``invert``: the inversion, with the opacity capped at OPAQUE, and the mask of pixels too opaque to invert
+- ``fit_blend``: from a smooth estimate B of the photo under the mark (inpainted on a proxy), each marked pixel's
+  difference D = J - B is k (W - B) with k = coverage x A. One colour W and the per-pixel k are fitted by least
+  squares (a coarse-to-fine search over W, k in closed form), and A is the level the fully covered pixels reach.
+  The pixels are full-resolution ones (sampled within the proxy's marked pixels), where a glyph's inside is
+  whole; on the proxy a thin stroke is only ever partly covered.
+- ``coverage``: k / A per pixel at full resolution, *snapped*: at or above FULL it is 1 and below NONE it is 0,
+  so for the inside of a glyph the inversion uses the exact A (and B's errors do not reach the result), outside
+  the glyph nothing changes, and only the rim in between is graded.
+- ``invert``: the inversion itself, with the opacity capped at OPAQUE and the mask of pixels too opaque to invert
   (their background is under the JPEG noise times 1 / (1 - A)), which the engine inpaints instead.
+
+Numpy only, on one tile at a time, so the engine can bound its memory on huge images.
 """
 
 from __future__ import annotations
 
-import cv2
+from typing import NamedTuple
+
 import numpy as np
 
-__all__ = ["OPAQUE", "SCALES", "apply_coefficients", "calibrate", "guided_coefficients", "invert"]
+__all__ = ["FULL", "NONE", "OPAQUE", "Blend", "coverage", "fit_blend", "invert"]
 
 OPAQUE = 0.9  # at or above this opacity the background is not recovered but inpainted
-SCALES = np.round(np.arange(0.5, 1.81, 0.05), 2)  # opacity corrections tried by calibrate()
+NONE, FULL = 0.15, 0.7  # coverage below NONE is none, at or above FULL is whole (see coverage())
+MIN_CONTRAST = 20.0  # 0..255: where |W - B| is below this the mark cannot be told from the photo; left alone
+FIT_SAMPLES = 3000  # pixels used to fit one mark (a fixed-seed sample of its pixels when it has more)
+TOP_PERCENTILE = 95  # the opacity is the median share of the pixels within PLATEAU of this percentile's share:
+PLATEAU = 0.6  # the fully covered inside of the mark, robust to noise (an upper percentile alone overshoots)
+MAX_REFINEMENT = 0.15  # the regression on the inside may move the opacity by this much at most
 
 
-def _box(plane: np.ndarray, radius: int) -> np.ndarray:
-    size = 2 * radius + 1
-    return cv2.boxFilter(plane, -1, (size, size), normalize=True, borderType=cv2.BORDER_REFLECT)
+class Blend(NamedTuple):
+    """One mark's fitted blend."""
+
+    colour: np.ndarray  # W, 3 float32 in 0..255
+    opacity: float  # A in (0, 1]
+    explained: float  # share of the differences J - B the model accounts for (1 = all of them)
 
 
-def guided_coefficients(guide: np.ndarray, source: np.ndarray, radius: int, eps: float) -> np.ndarray:
-    """Per-pixel affine coefficients of the colour guided filter: source_k ≈ a_k · guide + b_k for each plane k.
+def fit_blend(differences: np.ndarray, backgrounds: np.ndarray, seed: int = 0) -> Blend:
+    """Fit one colour W and opacity A to a mark's pixels: differences J - B and backgrounds B, Nx3 float32.
 
-    guide: hxwx3 float32 in [0, 1]; source: hxwxK float32. Returns hxwxKx4 float32 (a_r, a_g, a_b, b per plane),
-    already window-averaged, so ``apply_coefficients`` on the same guide gives the guided filter's output, and on
-    upsampled coefficients with the full-resolution guide gives the fast guided filter's.
+    Each pixel's difference is modelled as k (W - B) with its own k in [0, 1] (coverage times A). W is searched
+    on a coarse 0..255 grid, then refined twice around the best; k is the closed-form projection for each W.
     """
-    guide = guide.astype(np.float32, copy=False)
-    source = source.astype(np.float32, copy=False)
-    mean_i = _box(guide, radius)
-    # The 3x3 covariance of the guide per window (symmetric: six planes), regularised by eps on the diagonal.
-    rr, rg, rb, gg, gb, bb = (
-        _box(guide[..., i] * guide[..., j], radius) - mean_i[..., i] * mean_i[..., j]
-        for i, j in ((0, 0), (0, 1), (0, 2), (1, 1), (1, 2), (2, 2))
-    )
-    rr, gg, bb = rr + eps, gg + eps, bb + eps
-    # Its inverse by the adjugate, vectorised over pixels: rows (i_rr, i_rg, i_rb), (i_rg, i_gg, i_gb), ...
-    adj = [gg * bb - gb * gb, gb * rb - rg * bb, rg * gb - gg * rb, rr * bb - rb * rb, rg * rb - rr * gb, rr * gg - rg * rg]
-    det = rr * adj[0] + rg * adj[1] + rb * adj[2]
-    i_rr, i_rg, i_rb, i_gg, i_gb, i_bb = (plane / det for plane in adj)
-    planes = []
-    for k in range(source.shape[2]):
-        p = source[..., k]
-        mean_p = _box(p, radius)
-        c_r, c_g, c_b = (_box(guide[..., c] * p, radius) - mean_i[..., c] * mean_p for c in range(3))
-        a_r = i_rr * c_r + i_rg * c_g + i_rb * c_b
-        a_g = i_rg * c_r + i_gg * c_g + i_gb * c_b
-        a_b = i_rb * c_r + i_gb * c_g + i_bb * c_b
-        b = mean_p - a_r * mean_i[..., 0] - a_g * mean_i[..., 1] - a_b * mean_i[..., 2]
-        planes.append(_box(np.stack([a_r, a_g, a_b, b], axis=-1), radius))
-    return np.stack(planes, axis=2)
+    if len(differences) > FIT_SAMPLES:
+        pick = np.random.default_rng(seed).choice(len(differences), FIT_SAMPLES, replace=False)
+        differences, backgrounds = differences[pick], backgrounds[pick]
+    levels = np.linspace(0, 255, 9, dtype=np.float32)
+    candidates = np.stack(np.meshgrid(levels, levels, levels, indexing="ij"), -1).reshape(-1, 3)
+    residuals, shares = _project(differences, backgrounds, candidates)
+    best = int(np.argmin(residuals))
+    colour = candidates[best]
+    for step in (12.0, 4.0):
+        offsets = np.arange(-2, 3, dtype=np.float32) * step
+        around = np.stack(np.meshgrid(offsets, offsets, offsets, indexing="ij"), -1).reshape(-1, 3)
+        candidates = np.clip(colour + around, 0, 255)
+        residuals, shares = _project(differences, backgrounds, candidates)
+        best = int(np.argmin(residuals))
+        colour = candidates[best]
+    energy = float((differences * differences).sum())
+    explained = 1.0 - float(residuals[best]) / energy if energy > 0 else 0.0
+    share = shares[:, best]
+    inside = share >= PLATEAU * np.percentile(share, TOP_PERCENTILE)
+    opacity = float(np.median(share[inside]))
+    refined = _regress(differences[inside] + backgrounds[inside], backgrounds[inside])
+    if refined is not None and abs(refined[1] - opacity) <= MAX_REFINEMENT:
+        colour, opacity = refined  # a bigger change means B is too rough there (a big hole) to pin the slope
+    return Blend(colour.astype(np.float32), opacity, explained)
 
 
-def apply_coefficients(coefficients: np.ndarray, guide: np.ndarray) -> np.ndarray:
-    """a_k · guide + b_k per pixel and plane: coefficients HxWxKx4 and guide HxWx3 (float32, same H, W) -> HxWxK."""
-    out = np.einsum("hwkc,hwc->hwk", coefficients[..., :3], guide)
-    out += coefficients[..., 3]
-    return out
+def _regress(marked: np.ndarray, backgrounds: np.ndarray) -> tuple[np.ndarray, float] | None:
+    """On fully covered pixels J = (1 - A) B + A W: one slope (1 - A) and an intercept A W per channel, by least
+    squares. The search above trades W against k for marks near white or black (a dimmer W, a higher A fit
+    about as well); across pixels whose B differs this pins both. None when it does not give a sane blend."""
+    n = len(marked)
+    if n < 20:
+        return None
+    design = np.zeros((3 * n, 4), np.float64)
+    design[:, 0] = backgrounds.reshape(-1)
+    for channel in range(3):
+        design[channel::3, 1 + channel] = 1.0
+    (slope, *intercepts), *_ = np.linalg.lstsq(design, marked.reshape(-1).astype(np.float64), rcond=None)
+    opacity = 1.0 - slope
+    if not 0.02 < opacity <= 1.0:
+        return None
+    colour = np.asarray(intercepts) / opacity
+    if colour.min() < -MIN_CONTRAST or colour.max() > 255 + MIN_CONTRAST:
+        return None
+    return np.clip(colour, 0, 255).astype(np.float32), float(opacity)
 
 
-def invert(marked: np.ndarray, alpha: np.ndarray, premultiplied: np.ndarray, opaque: float = OPAQUE
+def _project(differences: np.ndarray, backgrounds: np.ndarray, colours: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For each candidate colour: the summed residual |D - k (W - B)|^2 and each pixel's k (clipped to [0, 1])."""
+    towards = colours[None, :, :] - backgrounds[:, None, :]  # N x K x 3
+    length = (towards * towards).sum(-1) + 1e-6
+    shares = np.clip((differences[:, None, :] * towards).sum(-1) / length, 0.0, 1.0)
+    residual = differences[:, None, :] - shares[..., None] * towards
+    return (residual * residual).sum(-1).sum(0), shares
+
+
+def coverage(marked: np.ndarray, background: np.ndarray, colour: np.ndarray, opacity: np.ndarray) -> np.ndarray:
+    """How much of the mark covers each pixel, snapped (see the module docstring); HxW float32 in [0, 1].
+
+    marked, background: HxWx3 float32 0..255; colour: HxWx3 (W per pixel, constant per mark); opacity: HxW (A,
+    zero off the marks)."""
+    towards = colour - background
+    length = (towards * towards).sum(-1)
+    share = ((marked - background) * towards).sum(-1) / np.maximum(opacity * length, 1e-3)
+    share[(length < MIN_CONTRAST**2) | (opacity <= 0)] = 0.0
+    share[share < NONE] = 0.0
+    share[share >= FULL] = 1.0
+    return share
+
+
+def invert(marked: np.ndarray, alpha: np.ndarray, colour: np.ndarray, opaque: float = OPAQUE
            ) -> tuple[np.ndarray, np.ndarray]:
     """The un-blended background I = (J - A W) / (1 - A) and the pixels too opaque to trust it.
 
-    marked J: HxWx3 (any numeric type, 0..255); alpha A: HxW in [0, 1]; premultiplied A W: HxWx3 in 0..255 (the
-    mark's colour times its opacity, which is what the guided filter carries well across colour edges inside a
-    mark, such as a white letter's dark outline). Returns (restored HxWx3 float32 clipped to 0..255, opaque HxW
-    bool where A >= opaque); there the colour is scaled down with A capped at opaque.
+    marked J: HxWx3 (any numeric type, 0..255); alpha A: HxW in [0, 1]; colour W: HxWx3 in 0..255. Returns
+    (restored HxWx3 float32 clipped to 0..255, opaque HxW bool where A >= opaque); restored there uses A capped
+    at opaque.
     """
-    alpha = alpha.astype(np.float32, copy=False)
-    capped = np.minimum(alpha, opaque)
-    scale = np.divide(capped, alpha, out=np.ones_like(alpha), where=alpha > 0)[..., None]
-    restored = (marked.astype(np.float32) - premultiplied * scale) / (1.0 - capped)[..., None]
+    capped = np.minimum(alpha, opaque).astype(np.float32)[..., None]
+    restored = (marked.astype(np.float32) - capped * colour) / (1.0 - capped)
     return np.clip(restored, 0.0, 255.0, out=restored), alpha >= opaque
-
-
-def calibrate(marked: np.ndarray, alpha: np.ndarray, colour: np.ndarray | None, scales: np.ndarray = SCALES
-              ) -> tuple[float, np.ndarray | None, float]:
-    """The opacity scale (and, when colour is None, the one colour W) that make a mark vanish best.
-
-    A network's opacity is right in shape more often than in level, and a level 30 % off leaves the mark (or its
-    negative) at about 20 dB. The right A and W make the un-blended I = (J - A W) / (1 - A) continuous across the
-    mark's edges, so for each scale s of the opacity this fits W in closed form (least squares of the gradient of
-    I, weighted to the mark's edges, where the mark shows and the photo's own texture matters least) and keeps the
-    s with the smallest residual.
-
-    marked: hxwx3 float32 0..255 around one mark; alpha: hxw in [0, 1] (the mark's own opacity, zero elsewhere);
-    colour: hxwx3 per-pixel colour to keep, or None to fit one colour. Returns (scale, fitted colour or None,
-    gain), gain being how much of the edge energy the un-blending took away (1 - best / untouched): a real mark's
-    edges vanish, so a gain near zero says the network saw a mark that is not there.
-    """
-    gx, gy = np.abs(np.diff(alpha, axis=1)), np.abs(np.diff(alpha, axis=0))
-    best: tuple[float, float, np.ndarray | None, float] = (np.inf, 1.0, None, 0.0)
-    for scale in scales:
-        a = np.minimum(alpha * np.float32(scale), OPAQUE)
-        inverse = 1.0 / (1.0 - a)
-        # Weighted by (1 - A)^2: residuals measured in the marked image's units, so a higher opacity is not
-        # penalised merely for amplifying the photo's texture and JPEG noise by 1 / (1 - A).
-        keep = (1.0 - a) ** 2
-        wx, wy = gx * np.minimum(keep[:, 1:], keep[:, :-1]), gy * np.minimum(keep[1:], keep[:-1])
-        total = wx.sum() + wy.sum() + 1e-12
-        wx, wy = wx / total, wy / total
-        background = marked * inverse[..., None]  # I = J / (1 - A) - W A / (1 - A)
-        weight = a * inverse
-        if colour is not None:
-            background = background - colour * weight[..., None]
-            fitted = None
-            residual = _weighted_gradient_energy(background, None, wx, wy)
-        else:
-            fitted = _fit_colour(background, weight, wx, wy)
-            residual = _weighted_gradient_energy(background, weight[..., None] * fitted, wx, wy)
-        if residual < best[0]:
-            untouched = _weighted_gradient_energy(marked, None, wx, wy)
-            best = (residual, float(scale), fitted, 1.0 - residual / max(untouched, 1e-12))
-    return best[1], best[2], best[3]
-
-
-def _fit_colour(background: np.ndarray, weight: np.ndarray, wx: np.ndarray, wy: np.ndarray) -> np.ndarray:
-    """Per channel, W minimising sum w |grad(J / (1 - A)) - W grad(A / (1 - A))|^2, clipped to 0..255."""
-    kx, ky = np.diff(weight, axis=1), np.diff(weight, axis=0)
-    jx, jy = np.diff(background, axis=1), np.diff(background, axis=0)
-    numerator = (wx[..., None] * kx[..., None] * jx).sum((0, 1)) + (wy[..., None] * ky[..., None] * jy).sum((0, 1))
-    denominator = (wx * kx * kx).sum() + (wy * ky * ky).sum() + 1e-12
-    return np.clip(numerator / denominator, 0.0, 255.0).astype(np.float32)
-
-
-def _weighted_gradient_energy(background: np.ndarray, mark: np.ndarray | None, wx: np.ndarray, wy: np.ndarray
-                              ) -> float:
-    image = background if mark is None else background - mark
-    return float((wx[..., None] * np.diff(image, axis=1) ** 2).sum() + (wy[..., None] * np.diff(image, axis=0) ** 2).sum())
