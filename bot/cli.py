@@ -211,13 +211,23 @@ def bench() -> None:
 @bench.command("engine")
 @click.option("--quick", is_flag=True, help="A smoke run: 2 images per family.")
 @click.option("--n", "n", type=click.IntRange(min=1), help="Images per family.  [default: 12; 2 with --quick]")
+@click.option("--megapixels", type=click.FloatRange(min=0.01, max=100), default=1.0, show_default=True,
+              help="Size of each marked photo; results go to engine-<N>mp.json unless it is 1.")
+@click.option("--methods", help="Comma-separated subset, e.g. noop,mark_engine.  [default: all]")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("benchmarks/results"),
               show_default=True, help="Folder for engine.json and engine-grid.png.")
-def bench_engine(quick: bool, n: int | None, out: Path) -> None:
+def bench_engine(quick: bool, n: int | None, megapixels: float, methods: str | None, out: Path) -> None:
     """Run no-op, oracle-mask Telea and the engines side by side; print one table (needs benchmarks/assets.sh)."""
     from tqdm import tqdm
 
-    from bot.engine import report  # numpy, OpenCV and the engines load only for this command
+    from bot.engine import bench as engine_bench  # numpy, OpenCV and the engines load only for this command
+    from bot.engine import report
+
+    chosen = [m.strip() for m in methods.split(",") if m.strip()] if methods else None
+    unknown = sorted(set(chosen or ()) - set(engine_bench.METHODS))
+    if unknown:
+        raise click.BadParameter(f"unknown {', '.join(unknown)}; choose from {', '.join(engine_bench.METHODS)}",
+                                 param_hint="--methods")
 
     bar = tqdm(unit="image", file=sys.stderr)
 
@@ -226,14 +236,16 @@ def bench_engine(quick: bool, n: int | None, out: Path) -> None:
         bar.update(done - bar.n)
 
     try:
-        text = report.benchmark(out, n=n or (report.QUICK_N if quick else report.DEFAULT_N), progress=advance)
+        text = report.benchmark(out, n=n or (report.QUICK_N if quick else report.DEFAULT_N), megapixels=megapixels,
+                                methods=chosen, progress=advance)
     except (FileNotFoundError, EngineBroken) as error:
         click.echo(f"unmark: {error}", err=True)
         sys.exit(2)
     finally:
         bar.close()
     click.echo(text)
-    click.echo(f"\nwrote {out / 'engine.json'} and {out / 'engine-grid.png'}")
+    stem = "engine" if megapixels == engine_bench.MEGAPIXELS else f"engine-{megapixels:g}mp"
+    click.echo(f"\nwrote {out / (stem + '.json')} and {out / (stem + '-grid.png')}")
 
 
 def format_usage(rows: list) -> str:  # type: ignore[type-arg]

@@ -1,4 +1,10 @@
-"""The local text engine on synthesised photos: it removes text marks and leaves everything else bit-exact."""
+"""The local engines on synthesised photos.
+
+TextEngine (what the bot uses) removes text marks and leaves everything else bit-exact. MarkEngine (the segmenter
+and un-blending, still behind TextEngine on the benchmark) shares its contract `clean(rgb, progress) -> rgb`; the
+tests that check the contract rather than the quality of removal run on both, and its un-blending is tested on
+known masks in tests/test_unblend.py.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +19,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from bot.engine.mark import DEFAULT_SEGMENTER, MarkEngine
 from bot.engine.text import DEFAULT_MODEL, TextEngine
 from bot.errors import EngineBroken, RemovalFailed
 from tests.watermarks import add_text_watermark, encode, photo
@@ -21,10 +28,20 @@ FAR = 30  # px at about 1 MP: pixels further than this from the true mark must c
 FAR_PER_PX = FAR / 1200  # the same distance relative to the long side, for bigger images
 
 
+Engine = MarkEngine | TextEngine
+LOADERS = {"mark": MarkEngine.load, "text": TextEngine.load}
+
+
 @pytest.fixture(scope="module")
 def engine() -> TextEngine:
     """One engine for the module: loading costs about 0.1 s, but there is no need to pay it per test."""
     return TextEngine.load()
+
+
+@pytest.fixture(scope="module", params=list(LOADERS))
+def any_engine(request: pytest.FixtureRequest) -> Engine:
+    """Each engine, for the tests of the contract they share."""
+    return LOADERS[request.param]()
 
 
 def mae_inside(a: np.ndarray, b: np.ndarray, mask: np.ndarray) -> float:
@@ -104,12 +121,12 @@ def test_a_recompressed_jpeg_mark_is_still_removed(engine: TextEngine) -> None:
     assert np.array_equal(out[far], decoded[far])
 
 
-def test_progress_rises_to_100(engine: TextEngine) -> None:
+def test_progress_rises_to_100(any_engine: Engine) -> None:
     clean = photo(800, 600, 41)
     marked, _ = add_text_watermark(clean, "SAMPLE", 0.6, seed=41)
     for image in (marked, clean):
         seen: list[int] = []
-        engine.clean(image, progress=seen.append)
+        any_engine.clean(image, progress=seen.append)
         assert len(seen) >= 3
         assert all(isinstance(p, int) and 0 <= p <= 100 for p in seen)
         assert seen == sorted(set(seen)), f"not strictly increasing: {seen}"
@@ -131,10 +148,10 @@ def test_a_large_image_keeps_its_shape(engine: TextEngine) -> None:
 
 
 @pytest.mark.parametrize(("width", "height"), [(20, 20), (20, 10000), (10000, 20), (33, 47)])
-def test_extreme_sizes_work(engine: TextEngine, width: int, height: int) -> None:
+def test_extreme_sizes_work(any_engine: Engine, width: int, height: int) -> None:
     image = photo(width, height, 61)
 
-    out = engine.clean(image)
+    out = any_engine.clean(image)
 
     assert out.shape == (height, width, 3)
 
@@ -149,12 +166,12 @@ def test_non_contiguous_input_is_accepted(engine: TextEngine) -> None:
     assert mae_inside(out[:, ::-1], clean, mask) <= mae_inside(marked, clean, mask) / 2
 
 
-def test_two_threads_get_the_same_answer_as_one(engine: TextEngine) -> None:
+def test_two_threads_get_the_same_answer_as_one(any_engine: Engine) -> None:
     images = [add_text_watermark(photo(800, 600, s), "SAMPLE", 0.6, seed=s)[0] for s in (81, 82)]
-    expected = [engine.clean(image) for image in images]
+    expected = [any_engine.clean(image) for image in images]
 
     with ThreadPoolExecutor(max_workers=2) as pool:
-        got = list(pool.map(engine.clean, images))
+        got = list(pool.map(any_engine.clean, images))
 
     assert all(np.array_equal(a, b) for a, b in zip(got, expected, strict=True))
 
@@ -167,31 +184,51 @@ def test_two_threads_get_the_same_answer_as_one(engine: TextEngine) -> None:
         np.zeros((10, 10, 3), np.float32),
     ],
 )
-def test_wrong_arrays_are_refused(engine: TextEngine, bad: np.ndarray) -> None:
+def test_wrong_arrays_are_refused(any_engine: Engine, bad: np.ndarray) -> None:
     with pytest.raises(ValueError):
-        engine.clean(bad)
+        any_engine.clean(bad)
 
 
-def test_a_missing_model_is_engine_broken(tmp_path: Path) -> None:
+def test_the_segmenter_ships_with_the_package_and_its_note() -> None:
+    import json
+
+    note = json.loads(DEFAULT_SEGMENTER.with_suffix(".json").read_text())
+    assert DEFAULT_SEGMENTER.is_file() and DEFAULT_SEGMENTER.stat().st_size <= 10_000_000
+    assert note["params"] <= 2_000_000 and note["minutes"] <= 90
+    assert {"data", "config", "steps", "machine"} <= set(note)
+
+
+@pytest.mark.parametrize("load", LOADERS.values(), ids=list(LOADERS))
+def test_a_missing_model_is_engine_broken(tmp_path: Path, load) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(EngineBroken) as info:
-        TextEngine.load(tmp_path / "nope.onnx")
+        load(tmp_path / "nope.onnx")
     assert "not found" in info.value.detail
     assert isinstance(info.value, RemovalFailed) and info.value.code == "engine_broken"
 
 
+@pytest.mark.parametrize("load", LOADERS.values(), ids=list(LOADERS))
 @pytest.mark.parametrize("content", [b"", b"this is not an onnx model" * 100, bytes(range(256)) * 64])
-def test_a_corrupt_model_is_engine_broken(tmp_path: Path, content: bytes) -> None:
+def test_a_corrupt_model_is_engine_broken(tmp_path: Path, content: bytes, load) -> None:  # type: ignore[no-untyped-def]
     path = tmp_path / "x.onnx"
     path.write_bytes(content)
 
     with pytest.raises(EngineBroken) as info:
-        TextEngine.load(path, threads=1)
+        load(path, threads=1)
     assert str(path) in info.value.detail
 
 
-def test_a_directory_is_not_a_model(tmp_path: Path) -> None:
+def test_a_truncated_segmenter_is_engine_broken(tmp_path: Path) -> None:
+    path = tmp_path / "segmenter.onnx"
+    path.write_bytes(DEFAULT_SEGMENTER.read_bytes()[: DEFAULT_SEGMENTER.stat().st_size // 2])
+
+    with pytest.raises(EngineBroken, match="cannot load"):
+        MarkEngine.load(path)
+
+
+@pytest.mark.parametrize("load", LOADERS.values(), ids=list(LOADERS))
+def test_a_directory_is_not_a_model(tmp_path: Path, load) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(EngineBroken):
-        TextEngine.load(tmp_path)
+        load(tmp_path)
 
 
 def test_photo_is_deterministic_and_encode_round_trips() -> None:

@@ -58,9 +58,16 @@ def _oracle_telea(sample: Sample) -> np.ndarray:
 
 
 def _text_engine() -> Method:
-    from bot.engine import TextEngine
+    from bot.engine.text import TextEngine
 
     engine = TextEngine.load()
+    return lambda sample: engine.clean(sample.marked)
+
+
+def _mark_engine() -> Method:
+    from bot.engine.mark import MarkEngine
+
+    engine = MarkEngine.load()
     return lambda sample: engine.clean(sample.marked)
 
 
@@ -69,7 +76,7 @@ METHODS: dict[str, Callable[[], Method]] = {
     "noop": lambda: _noop,
     "oracle_telea": lambda: _oracle_telea,
     "text_engine": _text_engine,
-    "engine": _text_engine,  # the slot for the next engine (issue 6); until it lands, the same TextEngine
+    "mark_engine": _mark_engine,  # the engine the bot uses
 }
 
 

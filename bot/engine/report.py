@@ -35,23 +35,27 @@ TABLE_COLUMNS = (
 )
 
 
-def benchmark(out: Path, *, n: int = DEFAULT_N, progress: Callable[[int, int], None] | None = None) -> str:
-    """Build the held-out set, run every method, write out/engine.json and out/engine-grid.png; return the table."""
+def benchmark(out: Path, *, n: int = DEFAULT_N, megapixels: float = bench.MEGAPIXELS,
+              methods: Sequence[str] | None = None, progress: Callable[[int, int], None] | None = None) -> str:
+    """Build the held-out set, run the methods (all by default), write out/engine.json and out/engine-grid.png
+    (engine-12mp.json and so on at another size); return the table."""
+    chosen = {name: bench.METHODS[name] for name in (methods or bench.METHODS)}
     started = time.perf_counter()
-    cases = bench.held_out_set(n)
+    cases = bench.held_out_set(n, megapixels=megapixels)
     built = time.perf_counter()
-    results = bench.run(cases, keep=GRID_PER_FAMILY, progress=progress)
+    results = bench.run(cases, chosen, keep=GRID_PER_FAMILY, progress=progress)
     summary = bench.summarize(results)
     settings = {
-        "seed": bench.SEED, "n_per_family": n, "megapixels": bench.MEGAPIXELS, "methods": list(bench.METHODS),
+        "seed": bench.SEED, "n_per_family": n, "megapixels": megapixels, "methods": list(chosen),
         "split": "test", "build_seconds": round(built - started, 2),
         "run_seconds": round(time.perf_counter() - built, 2),
         "assets": {"photos": [p.name for p in assets.photos("test")],
                    "scenetext": [p.name for p in assets.photos("test", "scenetext")],
                    "fonts": [f.name for f in assets.fonts("test")], "logos": len(assets.logos("test"))},
     }
-    write_json(out / "engine.json", results, summary, settings)
-    grid(out / "engine-grid.png", results)
+    stem = "engine" if megapixels == bench.MEGAPIXELS else f"engine-{megapixels:g}mp"
+    write_json(out / f"{stem}.json", results, summary, settings)
+    grid(out / f"{stem}-grid.png", results)
     return table(summary)
 
 
