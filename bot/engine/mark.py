@@ -5,8 +5,9 @@
    and the image comes back as it came, bit for bit.
 2. On the proxy the photo under the marks is inpainted (a smooth estimate B), nearby pieces are grouped into marks
    (the letters of a word; the repeats of a tiled mark share one fit) and each mark's colour W and opacity A are
-   fitted to its pixels (unblend.fit_blend). A mark the one-colour blend does not explain, or with a negligible
-   opacity, is left alone.
+   fitted to its pixels (unblend.fit_blend). A mark the one-colour blend explains well is un-blended; one it
+   explains only in part (outlined text, a many-coloured logo) is inpainted; one it does not explain, or with a
+   negligible opacity, is left alone.
 3. At full resolution, tile by tile (TILE px a side, only the tiles a mark reaches, so memory stays bounded up
    to 10000 x 10000 and time follows the marks' area), each pixel's snapped coverage gives its opacity; the
    blend is inverted below FEATHER_FROM, inpainted at unblend.OPAQUE and above, and mixed in between so the seam
@@ -46,6 +47,7 @@ REPEATS = 4  # this many marks or more are taken for the repeats of one tiled ma
 LARGE_MARK = 0.02  # ...except marks covering more than this fraction of the proxy, which are fitted on their own
 MIN_EXPLAINED = 0.6  # a mark's one-colour blend must account for this share of its differences from B...
 MIN_OPACITY = 0.04  # ...and be at least this opaque, or it is left alone
+MIN_ONE_COLOUR = 0.95  # below this share a mark is a blend of several colours and is inpainted instead
 GROUP_GAP = 0.03  # of the proxy's short side: pieces closer than this are one mark (letters of a word, repeats)
 CHANGED = 0.02  # full-resolution opacity above which a pixel is rewritten (the truth's own mask threshold)
 FEATHER_FROM = 0.75  # from here up to unblend.OPAQUE the inversion is mixed with inpainting
@@ -64,6 +66,7 @@ class Marks:
 
     region: np.ndarray  # hxw bool: the marks and REACH px around them
     inside: np.ndarray  # hxw bool: deep inside a mark (more than FIT_BAND px from its edge): wholly covered
+    fill: np.ndarray  # hxw bool: marks that are inpainted rather than un-blended
     background: np.ndarray  # hxwx3 float32 0..255: the photo under the marks, inpainted
     colour: np.ndarray  # hxwx3 float32 0..255: each mark's fitted colour W on its region
     opacity: np.ndarray  # hxw float32: each mark's fitted opacity A on its region, 0 elsewhere
@@ -75,7 +78,7 @@ class Marks:
 
 
 def _no_marks(h: int, w: int) -> Marks:
-    return Marks(np.zeros((h, w), bool), np.zeros((h, w), bool), np.zeros((h, w, 3), np.float32),
+    return Marks(np.zeros((h, w), bool), np.zeros((h, w), bool), np.zeros((h, w), bool), np.zeros((h, w, 3), np.float32),
                  np.zeros((h, w, 3), np.float32), np.zeros((h, w), np.float32), 0)
 
 
@@ -108,6 +111,7 @@ def find_marks(seen: Segmentation, rgb: np.ndarray) -> Marks:
     shared = fit_blend(*samples.at(usable)) if count - 1 >= REPEATS else None
     colour = np.zeros((h, w, 3), np.float32)
     opacity = np.zeros((h, w), np.float32)
+    fill = np.zeros((h, w), bool)
     kept = 0
     for group in range(1, count):
         x, y, bw, bh = boxes[group, :4]
@@ -119,7 +123,14 @@ def find_marks(seen: Segmentation, rgb: np.ndarray) -> Marks:
         else:
             blend = fit_blend(*samples.at(core & usable[box], box))
         if blend.explained < MIN_EXPLAINED or blend.opacity < MIN_OPACITY:
-            region[box][own] = False  # not a one-colour blend: a sign, a shadow, the network's mistake
+            region[box][own] = False  # not a blend at all: a sign, a shadow, the network's mistake
+            continue
+        if blend.explained < MIN_ONE_COLOUR:
+            # A blend, but not of one colour (outlined text, a many-coloured logo): inverting it with one W would
+            # leave the rest behind, so it is inpainted like the first engine does.
+            fill[box] |= own
+            region[box][own] = False
+            kept += 1
             continue
         colour[box][own] = blend.colour
         opacity[box][own] = blend.opacity
@@ -129,7 +140,7 @@ def find_marks(seen: Segmentation, rgb: np.ndarray) -> Marks:
     # Deep inside a big mark B is a smear, so coverage cannot be read from it; the network's word stands there.
     deep = cv2.distanceTransform(marked.astype(np.uint8), cv2.DIST_L2, 3) > INSIDE_DEPTH
     inside = (seen.mask > SURE) & deep & (depth > FIT_BAND) & region
-    return Marks(region, inside, background, colour, opacity, kept)
+    return Marks(region, inside, fill, background, colour, opacity, kept)
 
 
 class _Samples:
@@ -168,7 +179,7 @@ def remove(rgb: np.ndarray, marks: Marks, progress: Callable[[int], None] = lamb
     ph, pw = marks.region.shape
     sy, sx = ph / height, pw / width
     tiles = [(y, x) for y in range(0, height, TILE) for x in range(0, width, TILE)
-             if _proxy_window(marks.region, y, x, sy, sx, height, width).any()]
+             if _proxy_window(marks.region | marks.fill, y, x, sy, sx, height, width).any()]
     for done, (y0, x0) in enumerate(tiles, 1):
         y1, x1 = min(y0 + TILE, height), min(x0 + TILE, width)
         # The tile with a margin of context, for inpainting; the margin itself is never written.
@@ -210,17 +221,19 @@ def _clean_tile(tile: np.ndarray, marks: Marks, y0: int, x0: int, sy: float, sx:
     marked = tile.astype(np.float32)
     inside = _upsample(marks.inside.astype(np.uint8), y0, x0, h, w, sy, sx, nearest) > 0
     alpha = opacity * np.maximum(coverage(marked, background, colour, opacity), inside)
-    changed = alpha > CHANGED
+    fill = _upsample(marks.fill.astype(np.uint8), y0, x0, h, w, sy, sx, nearest) > 0
+    changed = (alpha > CHANGED) | fill
     if not changed.any():
         return tile, changed
     restored, _ = invert(marked, alpha, colour)
-    hole = alpha >= FEATHER_FROM
+    hole = (alpha >= FEATHER_FROM) | fill
     if hole.any():
         known = np.clip(np.rint(restored), 0, 255).astype(np.uint8)
         filled = cv2.inpaint(known, hole.astype(np.uint8), INPAINT_RADIUS, cv2.INPAINT_TELEA).astype(np.float32)
         # 0 at FEATHER_FROM, 1 at OPAQUE and above: the inversion fades into the fill instead of meeting it.
-        mix = np.clip((alpha - FEATHER_FROM) / (OPAQUE - FEATHER_FROM), 0.0, 1.0)[..., None]
-        restored = restored * (1 - mix) + filled * mix
+        mix = np.clip((alpha - FEATHER_FROM) / (OPAQUE - FEATHER_FROM), 0.0, 1.0)
+        mix[fill] = 1.0
+        restored = restored * (1 - mix[..., None]) + filled * mix[..., None]
     return np.clip(np.rint(restored), 0, 255).astype(np.uint8), changed
 
 
