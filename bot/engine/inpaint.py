@@ -11,14 +11,15 @@ INPAINT_RADIUS = 3
 MAX_HOLE_PIXELS = 2_000_000
 
 
-def fill(crop: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """A copy of crop (HxWx3 uint8) whose mask (HxW uint8, nonzero = hole) pixels are inpainted."""
+def fill(crop: np.ndarray, mask: np.ndarray, max_hole_pixels: int = MAX_HOLE_PIXELS) -> np.ndarray:
+    """A copy of crop (HxWx3 uint8) whose mask (HxW uint8, nonzero = hole) pixels are inpainted; with more than
+    max_hole_pixels hole pixels, on a downscaled copy."""
     crop = np.ascontiguousarray(crop)
     holes = int(np.count_nonzero(mask))
-    if holes <= MAX_HOLE_PIXELS:
+    if holes <= max_hole_pixels:
         return cv2.inpaint(crop, mask, INPAINT_RADIUS, cv2.INPAINT_TELEA)
     h, w = mask.shape
-    scale = (MAX_HOLE_PIXELS / holes) ** 0.5
+    scale = (max_hole_pixels / holes) ** 0.5
     sw, sh = max(1, round(w * scale)), max(1, round(h * scale))
     small = cv2.resize(crop, (sw, sh), interpolation=cv2.INTER_AREA)
     # On a 0/255 mask INTER_AREA keeps any partly covered pixel > 0: it is a hole, so no ink stays "known".

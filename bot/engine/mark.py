@@ -26,9 +26,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from bot.engine.unblend import FIT_SAMPLES, OPAQUE, coverage, fit_blend, invert
+from bot.engine import inpaint
 from bot.engine.progress import Progress
 from bot.engine.segmenter import PROXY_MAX_SIDE, Segmentation, Segmenter
+from bot.engine.unblend import FIT_SAMPLES, OPAQUE, coverage, fit_blend, invert
 
 __all__ = ["DEFAULT_SEGMENTER", "MarkEngine", "Marks"]
 
@@ -52,6 +53,7 @@ GROUP_GAP = 0.03  # of the proxy's short side: pieces closer than this are one m
 CHANGED = 0.02  # full-resolution opacity above which a pixel is rewritten (the truth's own mask threshold)
 FEATHER_FROM = 0.75  # from here up to unblend.OPAQUE the inversion is mixed with inpainting
 INPAINT_RADIUS = 3
+TILE_HOLE_PIXELS = 150_000  # Telea costs ~1 us per hole pixel: bigger holes in a tile are filled at a lower scale
 TILE = 1024  # full-resolution px per tile side
 TILE_MARGIN = 16  # px of context around a tile for inpainting; only the tile itself is written
 
@@ -229,7 +231,7 @@ def _clean_tile(tile: np.ndarray, marks: Marks, y0: int, x0: int, sy: float, sx:
     hole = (alpha >= FEATHER_FROM) | fill
     if hole.any():
         known = np.clip(np.rint(restored), 0, 255).astype(np.uint8)
-        filled = cv2.inpaint(known, hole.astype(np.uint8), INPAINT_RADIUS, cv2.INPAINT_TELEA).astype(np.float32)
+        filled = inpaint.fill(known, hole.astype(np.uint8), TILE_HOLE_PIXELS).astype(np.float32)
         # 0 at FEATHER_FROM, 1 at OPAQUE and above: the inversion fades into the fill instead of meeting it.
         mix = np.clip((alpha - FEATHER_FROM) / (OPAQUE - FEATHER_FROM), 0.0, 1.0)
         mix[fill] = 1.0
