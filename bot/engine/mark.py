@@ -39,8 +39,6 @@ DEFAULT_SEGMENTER = Path(__file__).parent / "models" / "segmenter.onnx"
 DEFAULT_THREADS = 2
 
 MARK_PROBABILITY = 0.5  # a proxy pixel is part of a mark above this probability
-SURE = 1.1  # a pixel this probable, more than INSIDE_DEPTH px inside a mark and beyond FIT_BAND px from the
-INSIDE_DEPTH = 2  # inpainted hole's edge (where B is a smear), is taken as wholly covered
 MIN_AREA = 6  # proxy px: smaller specks are noise, not marks
 REACH = 2  # proxy px around a mark where its soft edges may still lie
 FIT_BAND = 5  # proxy px from the edge of the inpainted hole within which B is trusted for fitting
@@ -67,7 +65,6 @@ class Marks:
     """What the engine knows about the marks of one image, at proxy resolution."""
 
     region: np.ndarray  # hxw bool: the marks and REACH px around them
-    inside: np.ndarray  # hxw bool: deep inside a mark (more than FIT_BAND px from its edge): wholly covered
     fill: np.ndarray  # hxw bool: marks that are inpainted rather than un-blended
     background: np.ndarray  # hxwx3 float32 0..255: the photo under the marks, inpainted
     colour: np.ndarray  # hxwx3 float32 0..255: each mark's fitted colour W on its region
@@ -80,7 +77,7 @@ class Marks:
 
 
 def _no_marks(h: int, w: int) -> Marks:
-    return Marks(np.zeros((h, w), bool), np.zeros((h, w), bool), np.zeros((h, w), bool), np.zeros((h, w, 3), np.float32),
+    return Marks(np.zeros((h, w), bool), np.zeros((h, w), bool), np.zeros((h, w, 3), np.float32),
                  np.zeros((h, w, 3), np.float32), np.zeros((h, w), np.float32), 0)
 
 
@@ -139,10 +136,7 @@ def find_marks(seen: Segmentation, rgb: np.ndarray) -> Marks:
         kept += 1
     if not kept:
         return _no_marks(h, w)
-    # Deep inside a big mark B is a smear, so coverage cannot be read from it; the network's word stands there.
-    deep = cv2.distanceTransform(marked.astype(np.uint8), cv2.DIST_L2, 3) > INSIDE_DEPTH
-    inside = (seen.mask > SURE) & deep & (depth > FIT_BAND) & region
-    return Marks(region, inside, fill, background, colour, opacity, kept)
+    return Marks(region, fill, background, colour, opacity, kept)
 
 
 class _Samples:
@@ -221,8 +215,7 @@ def _clean_tile(tile: np.ndarray, marks: Marks, y0: int, x0: int, sy: float, sx:
     colour = _upsample(marks.colour, y0, x0, h, w, sy, sx, nearest)
     background = _upsample(marks.background, y0, x0, h, w, sy, sx)
     marked = tile.astype(np.float32)
-    inside = _upsample(marks.inside.astype(np.uint8), y0, x0, h, w, sy, sx, nearest) > 0
-    alpha = opacity * np.maximum(coverage(marked, background, colour, opacity), inside)
+    alpha = opacity * coverage(marked, background, colour, opacity)
     fill = _upsample(marks.fill.astype(np.uint8), y0, x0, h, w, sy, sx, nearest) > 0
     changed = (alpha > CHANGED) | fill
     if not changed.any():

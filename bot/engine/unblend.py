@@ -34,6 +34,7 @@ OPAQUE = 0.9  # at or above this opacity the background is not recovered but inp
 NONE, FULL = 0.15, 0.7  # coverage below NONE is none, at or above FULL is whole (see coverage())
 MIN_CONTRAST = 20.0  # 0..255: where |W - B| is below this the mark cannot be told from the photo; left alone
 FIT_SAMPLES = 3000  # pixels used to fit one mark (a fixed-seed sample of its pixels when it has more)
+MIN_SAMPLES = 4  # fewer pixels than this fit nothing
 TOP_PERCENTILE = 95  # the opacity is the median share of the pixels within PLATEAU of this percentile's share:
 PLATEAU = 0.6  # the fully covered inside of the mark, robust to noise (an upper percentile alone overshoots)
 MAX_REFINEMENT = 0.15  # the regression on the inside may move the opacity by this much at most
@@ -53,6 +54,8 @@ def fit_blend(differences: np.ndarray, backgrounds: np.ndarray, seed: int = 0) -
     Each pixel's difference is modelled as k (W - B) with its own k in [0, 1] (coverage times A). W is searched
     on a coarse 0..255 grid, then refined twice around the best; k is the closed-form projection for each W.
     """
+    if len(differences) < MIN_SAMPLES:
+        return Blend(np.zeros(3, np.float32), 0.0, 0.0)  # too few pixels to say anything: left alone
     if len(differences) > FIT_SAMPLES:
         pick = np.random.default_rng(seed).choice(len(differences), FIT_SAMPLES, replace=False)
         differences, backgrounds = differences[pick], backgrounds[pick]
