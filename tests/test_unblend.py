@@ -1,8 +1,9 @@
 """Un-blending: fitting a mark's colour and opacity, its coverage, the inversion, and the tiles (bot.engine.unblend,
 bot.engine.mark's removal step).
 
-These run on masks, opacities and colours we know, so they check the arithmetic and the tiling on their own; how
-well the trained network finds marks is measured by `unmark bench engine`, and tests/test_mark.py runs it end to end.
+These run on masks we know (what a perfect segmenter would say), so they check the fitting, the arithmetic and the
+tiling on their own; how well the trained network finds marks is measured by `unmark bench engine`, and
+tests/test_engine.py runs the whole engine through its contract.
 """
 
 from __future__ import annotations
