@@ -244,8 +244,8 @@ def bench_engine(quick: bool, n: int | None, megapixels: float, methods: str | N
     finally:
         bar.close()
     click.echo(text)
-    stem = "engine" if megapixels == engine_bench.MEGAPIXELS else f"engine-{megapixels:g}mp"
-    click.echo(f"\nwrote {out / (stem + '.json')} and {out / (stem + '-grid.png')}")
+    json_path, grid_path = report.outputs(out, megapixels)
+    click.echo(f"\nwrote {json_path} and {grid_path}")
 
 
 def format_usage(rows: list) -> str:  # type: ignore[type-arg]

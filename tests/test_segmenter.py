@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bot.engine.segmenter import MULTIPLE, PROXY_MAX_SIDE, Segmenter, from_proxy, proxy_size, to_input
+from bot.engine.segmenter import MULTIPLE, PROXY_MAX_SIDE, Segmenter, proxy_size, to_input
 from bot.errors import EngineBroken
 
 
@@ -39,15 +39,6 @@ def test_to_input_is_nchw_float_in_unit_range() -> None:
 
     assert batch.shape == (1, 3, 64, 96) and batch.dtype == np.float32 and batch.flags.c_contiguous
     assert np.allclose(batch[0, 0], 1.0) and np.allclose(batch[0, 1:], 0.0)
-
-
-def test_from_proxy_resizes_back_and_clips() -> None:
-    plane = np.linspace(-0.5, 1.5, 32 * 64, dtype=np.float32).reshape(1, 1, 32, 64)
-
-    full = from_proxy(plane, 45, 100)
-
-    assert full.shape == (45, 100) and full.dtype == np.float32
-    assert full.min() == 0.0 and full.max() == 1.0
 
 
 def test_a_missing_model_is_a_broken_engine(tmp_path: Path) -> None:

@@ -1,8 +1,8 @@
 """The local watermark-removal engines.
 
-MarkEngine (bot.engine.mark) is the one the bot uses: a small segmentation network finds the mark pixel by pixel
-and the blend is inverted. TextEngine (bot.engine.text), the first engine, finds text with the PP-OCR detector and
-inpaints it; it stays as a baseline for `unmark bench engine`. onnxruntime loads only when an engine is loaded.
+TextEngine (bot.engine.text) is the one the bot uses: it finds text with the PP-OCR detector and inpaints it.
+MarkEngine (bot.engine.mark), in development, finds the mark with a small segmentation network of our own and
+inverts its blend; `unmark bench engine` compares the two. onnxruntime loads only when an engine is loaded.
 """
 
 from __future__ import annotations

@@ -26,7 +26,9 @@ import cv2
 import numpy as np
 
 from bot.engine import assets, metrics
+from bot.engine.mark import MarkEngine
 from bot.engine.synth import FAMILIES, MARKED_FAMILIES, Sample, synthesize
+from bot.engine.text import TextEngine
 
 __all__ = ["METHODS", "SEED", "Case", "Method", "Result", "Score", "build_cases", "held_out_set", "run", "summarize"]
 
@@ -57,17 +59,9 @@ def _oracle_telea(sample: Sample) -> np.ndarray:
     return out
 
 
-def _text_engine() -> Method:
-    from bot.engine.text import TextEngine
-
-    engine = TextEngine.load()
-    return lambda sample: engine.clean(sample.marked)
-
-
-def _mark_engine() -> Method:
-    from bot.engine.mark import MarkEngine
-
-    engine = MarkEngine.load()
+def _cleaner(load: Callable[[], TextEngine | MarkEngine]) -> Method:
+    """An engine's clean() as a method; the engine is loaded here, once, so loading is not timed."""
+    engine = load()
     return lambda sample: engine.clean(sample.marked)
 
 
@@ -75,8 +69,8 @@ def _mark_engine() -> Method:
 METHODS: dict[str, Callable[[], Method]] = {
     "noop": lambda: _noop,
     "oracle_telea": lambda: _oracle_telea,
-    "text_engine": _text_engine,
-    "mark_engine": _mark_engine,  # the engine the bot uses
+    "text_engine": lambda: _cleaner(TextEngine.load),  # the engine the bot uses
+    "mark_engine": lambda: _cleaner(MarkEngine.load),  # the segmenter and un-blending, in development
 }
 
 

@@ -50,7 +50,6 @@ MIN_ONE_COLOUR = 0.95  # below this share a mark is a blend of several colours a
 GROUP_GAP = 0.03  # of the proxy's short side: pieces closer than this are one mark (letters of a word, repeats)
 CHANGED = 0.02  # full-resolution opacity above which a pixel is rewritten (the truth's own mask threshold)
 FEATHER_FROM = 0.75  # from here up to unblend.OPAQUE the inversion is mixed with inpainting
-INPAINT_RADIUS = 3
 TILE_HOLE_PIXELS = 150_000  # Telea costs ~1 us per hole pixel: bigger holes in a tile are filled at a lower scale
 TILE = 1024  # full-resolution px per tile side
 TILE_MARGIN = 16  # px of context around a tile for inpainting; only the tile itself is written
@@ -64,21 +63,25 @@ PROGRESS_DONE = 100
 class Marks:
     """What the engine knows about the marks of one image, at proxy resolution."""
 
-    region: np.ndarray  # hxw bool: the marks and REACH px around them
     fill: np.ndarray  # hxw bool: marks that are inpainted rather than un-blended
     background: np.ndarray  # hxwx3 float32 0..255: the photo under the marks, inpainted
     colour: np.ndarray  # hxwx3 float32 0..255: each mark's fitted colour W on its region
-    opacity: np.ndarray  # hxw float32: each mark's fitted opacity A on its region, 0 elsewhere
+    opacity: np.ndarray  # hxw float32: each un-blended mark's fitted opacity A on its region, 0 elsewhere
     count: int  # how many marks (groups of nearby pieces)
 
     @property
     def empty(self) -> bool:
         return self.count == 0
 
+    @property
+    def region(self) -> np.ndarray:
+        """hxw bool: the un-blended marks and REACH px around them (where an opacity was fitted)."""
+        return self.opacity > 0
+
 
 def _no_marks(h: int, w: int) -> Marks:
-    return Marks(np.zeros((h, w), bool), np.zeros((h, w), bool), np.zeros((h, w, 3), np.float32),
-                 np.zeros((h, w, 3), np.float32), np.zeros((h, w), np.float32), 0)
+    return Marks(np.zeros((h, w), bool), np.zeros((h, w, 3), np.float32), np.zeros((h, w, 3), np.float32),
+                 np.zeros((h, w), np.float32), 0)
 
 
 def find_marks(seen: Segmentation, rgb: np.ndarray) -> Marks:
@@ -96,7 +99,7 @@ def find_marks(seen: Segmentation, rgb: np.ndarray) -> Marks:
     region = _dilate(marked, REACH)
     image = np.clip(np.rint(seen.image * 255), 0, 255).astype(np.uint8)
     hole = _dilate(marked, REACH + 1).astype(np.uint8)  # a little wider, so no soft edge leaks into B
-    background = cv2.inpaint(image, hole, INPAINT_RADIUS, cv2.INPAINT_TELEA).astype(np.float32)
+    background = inpaint.fill(image, hole).astype(np.float32)
     samples = _Samples(rgb, background)
     # Fit only where B is trustworthy: within FIT_BAND of the hole's edge (all of a thin stroke; the outer band of
     # a big glyph, whose middle B can only smear over).
@@ -122,13 +125,11 @@ def find_marks(seen: Segmentation, rgb: np.ndarray) -> Marks:
         else:
             blend = fit_blend(*samples.at(core & usable[box], box))
         if blend.explained < MIN_EXPLAINED or blend.opacity < MIN_OPACITY:
-            region[box][own] = False  # not a blend at all: a sign, a shadow, the network's mistake
-            continue
+            continue  # not a blend at all: a sign, a shadow, the network's mistake
         if blend.explained < MIN_ONE_COLOUR:
             # A blend, but not of one colour (outlined text, a many-coloured logo): inverting it with one W would
             # leave the rest behind, so it is inpainted like the first engine does.
             fill[box] |= own
-            region[box][own] = False
             kept += 1
             continue
         colour[box][own] = blend.colour
@@ -136,7 +137,7 @@ def find_marks(seen: Segmentation, rgb: np.ndarray) -> Marks:
         kept += 1
     if not kept:
         return _no_marks(h, w)
-    return Marks(region, fill, background, colour, opacity, kept)
+    return Marks(fill, background, colour, opacity, kept)
 
 
 class _Samples:
@@ -172,10 +173,11 @@ def remove(rgb: np.ndarray, marks: Marks, progress: Callable[[int], None] = lamb
     if marks.empty:
         return out
     height, width = rgb.shape[:2]
-    ph, pw = marks.region.shape
+    ph, pw = marks.fill.shape
     sy, sx = ph / height, pw / width
+    reached = marks.region | marks.fill
     tiles = [(y, x) for y in range(0, height, TILE) for x in range(0, width, TILE)
-             if _proxy_window(marks.region | marks.fill, y, x, sy, sx, height, width).any()]
+             if _proxy_window(reached, y, x, sy, sx, height, width).any()]
     for done, (y0, x0) in enumerate(tiles, 1):
         y1, x1 = min(y0 + TILE, height), min(x0 + TILE, width)
         # The tile with a margin of context, for inpainting; the margin itself is never written.
@@ -210,8 +212,7 @@ def _clean_tile(tile: np.ndarray, marks: Marks, y0: int, x0: int, sy: float, sx:
     """(cleaned tile uint8, changed HxW bool) for one full-resolution window whose top-left is (y0, x0)."""
     h, w = tile.shape[:2]
     nearest = cv2.INTER_NEAREST  # colour and opacity are constant per mark: no blending across two marks
-    region = _upsample(marks.region.astype(np.uint8), y0, x0, h, w, sy, sx, nearest) > 0
-    opacity = _upsample(marks.opacity, y0, x0, h, w, sy, sx, nearest) * region
+    opacity = _upsample(marks.opacity, y0, x0, h, w, sy, sx, nearest)
     colour = _upsample(marks.colour, y0, x0, h, w, sy, sx, nearest)
     background = _upsample(marks.background, y0, x0, h, w, sy, sx)
     marked = tile.astype(np.float32)

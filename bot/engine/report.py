@@ -19,7 +19,7 @@ from bot.engine import assets, bench
 from bot.engine.bench import Result
 from bot.engine.synth import FAMILIES, Sample
 
-__all__ = ["QUICK_N", "DEFAULT_N", "benchmark", "grid", "machine", "table", "write_json"]
+__all__ = ["QUICK_N", "DEFAULT_N", "benchmark", "grid", "machine", "outputs", "table", "write_json"]
 
 DEFAULT_N = 12  # per family: 72 images at 1 MP, a few minutes on 2 cores
 QUICK_N = 2
@@ -53,10 +53,16 @@ def benchmark(out: Path, *, n: int = DEFAULT_N, megapixels: float = bench.MEGAPI
                    "scenetext": [p.name for p in assets.photos("test", "scenetext")],
                    "fonts": [f.name for f in assets.fonts("test")], "logos": len(assets.logos("test"))},
     }
-    stem = "engine" if megapixels == bench.MEGAPIXELS else f"engine-{megapixels:g}mp"
-    write_json(out / f"{stem}.json", results, summary, settings)
-    grid(out / f"{stem}-grid.png", results)
+    json_path, grid_path = outputs(out, megapixels)
+    write_json(json_path, results, summary, settings)
+    grid(grid_path, results)
     return table(summary)
+
+
+def outputs(out: Path, megapixels: float = bench.MEGAPIXELS) -> tuple[Path, Path]:
+    """(JSON, picture grid) a benchmark at this size writes: engine.json at the default size, engine-12mp.json..."""
+    stem = "engine" if megapixels == bench.MEGAPIXELS else f"engine-{megapixels:g}mp"
+    return out / f"{stem}.json", out / f"{stem}-grid.png"
 
 
 def table(summary: Mapping[str, Mapping[str, Mapping[str, float | int | None]]]) -> str:

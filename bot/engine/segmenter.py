@@ -1,8 +1,8 @@
 """Runs the trained watermark segmenter (segmenter.onnx, see bot.engine.train) with onnxruntime on the CPU. No torch.
 
 The network sees a downscaled proxy (long side at most PROXY_MAX_SIDE, both sides multiples of 32, as its encoder
-halves five times) and its maps are returned at the proxy's size, with the proxy itself: refining them at full
-resolution (bot.engine.unblend's guided filter) is the engine's job, not this module's. PROXY_MAX_SIDE is about the
+halves five times) and its maps are returned at the proxy's size, with the proxy itself: carrying them to full
+resolution is the engine's job (bot.engine.mark), not this module's. PROXY_MAX_SIDE is about the
 scale the network was trained at (marks drawn on 256-512 px canvases), so marks look to it as they did in training.
 """
 
@@ -17,7 +17,7 @@ import numpy as np
 
 from bot.errors import EngineBroken
 
-__all__ = ["MULTIPLE", "PROXY_MAX_SIDE", "Segmentation", "Segmenter", "from_proxy", "proxy_size", "to_input"]
+__all__ = ["MULTIPLE", "PROXY_MAX_SIDE", "Segmentation", "Segmenter", "proxy_size", "to_input"]
 
 PROXY_MAX_SIDE = 640
 MULTIPLE = 32  # the network's total stride
@@ -48,14 +48,6 @@ def to_input(rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     shrinking = h * w < rgb.shape[0] * rgb.shape[1]
     proxy = cv2.resize(rgb, (w, h), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
     return np.ascontiguousarray(proxy.transpose(2, 0, 1)[None], dtype=np.float32) * np.float32(1 / 255)
-
-
-def from_proxy(plane: np.ndarray, height: int, width: int) -> np.ndarray:
-    """A proxy-sized map (any leading singleton axes) -> HxW float32 clipped to [0, 1] (bilinear)."""
-    plane = np.asarray(plane, np.float32).reshape(plane.shape[-2:])
-    if plane.shape != (height, width):
-        plane = cv2.resize(plane, (width, height), interpolation=cv2.INTER_LINEAR)
-    return np.clip(plane, 0.0, 1.0)
 
 
 class Segmenter:
