@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages that watermark synthesis and `unmark bench engine` draw photos, fonts and logos from
 # (bot/engine/assets.py lists which file belongs to the train or the test split). Idempotent: packages already
-# installed are skipped, and with all of them present nothing is downloaded. About 345 MB of .debs in all.
+# installed are skipped, and with all of them present nothing is downloaded. About 380 MB of .debs in all.
 #
 #   sudo benchmarks/assets.sh      (or as root; Debian 12 "bookworm")
 set -euo pipefail
@@ -11,6 +11,9 @@ PACKAGES=(
   mate-backgrounds               # 12 nature photos
   plasma-workspace-wallpapers    # 11 photos + 19 artworks
   opencv-doc                     # 22 small photos, scene-text photos (train: segmented words; test: scenetext01-06)
+  ukui-wallpapers                # 12 artworks
+  # photos: validation (never trained on, never the benchmark's table)
+  lomiri-wallpapers-20.04        # 2 photos
   # photos: test (held out)
   lomiri-wallpapers-16.04        # 14 photos
   # fonts: train

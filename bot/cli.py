@@ -214,9 +214,12 @@ def bench() -> None:
 @click.option("--megapixels", type=click.FloatRange(min=0.01, max=100), default=1.0, show_default=True,
               help="Size of each marked photo; results go to engine-<N>mp.json unless it is 1.")
 @click.option("--methods", help="Comma-separated subset, e.g. noop,mark_engine.  [default: all]")
+@click.option("--split", type=click.Choice(["test", "val"]), default="test", show_default=True,
+              help="test: the held-out set of the table; val: photos kept out of training, for choosing settings.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("benchmarks/results"),
               show_default=True, help="Folder for engine.json and engine-grid.png.")
-def bench_engine(quick: bool, n: int | None, megapixels: float, methods: str | None, out: Path) -> None:
+def bench_engine(quick: bool, n: int | None, megapixels: float, methods: str | None, split: str, out: Path
+                 ) -> None:
     """Run no-op, oracle-mask Telea and the engines side by side; print one table (needs benchmarks/assets.sh)."""
     from tqdm import tqdm
 
@@ -237,14 +240,14 @@ def bench_engine(quick: bool, n: int | None, megapixels: float, methods: str | N
 
     try:
         text = report.benchmark(out, n=n or (report.QUICK_N if quick else report.DEFAULT_N), megapixels=megapixels,
-                                methods=chosen, progress=advance)
+                                methods=chosen, progress=advance, split=split)  # type: ignore[arg-type]
     except (FileNotFoundError, EngineBroken) as error:
         click.echo(f"unmark: {error}", err=True)
         sys.exit(2)
     finally:
         bar.close()
     click.echo(text)
-    json_path, grid_path = report.outputs(out, megapixels)
+    json_path, grid_path = report.outputs(out, megapixels, split)  # type: ignore[arg-type]
     click.echo(f"\nwrote {json_path} and {grid_path}")
 
 

@@ -134,9 +134,23 @@ def test_synthesis_does_not_import_torch() -> None:
     assert out.stdout.strip() == "False"
 
 
-def test_train_and_test_assets_never_overlap() -> None:
-    assert not set(assets.photos("train")) & set(assets.photos("test"))
-    assert not set(assets.photos("train", "scenetext")) & set(assets.photos("test", "scenetext"))
+def test_jitter_varies_the_photo_reproducibly_and_keeps_the_truth_exact(base: np.ndarray) -> None:
+    plain = draw(base, "text", 4, jpeg_probability=0.0)
+    jittered = [draw(base, "text", seed, jpeg_probability=0.0, jitter=True) for seed in SEEDS]
+
+    assert all(np.array_equal(draw(base, "text", 4, jitter=True).marked, draw(base, "text", 4, jitter=True).marked)
+               for _ in range(2))
+    assert sum(bool(s.meta["jitter"]) for s in jittered) >= 3  # most draws change the photo in some way
+    for s in jittered:  # the photo changed, the blend over it is still exact
+        a = s.alpha[..., None].astype(np.float64)
+        assert np.abs(s.marked - ((1 - a) * s.clean + a * s.colour)).max() <= 0.5 + 1e-3
+    assert "jitter" not in plain.meta  # off by default: the benchmark's sets stay as they were
+
+
+def test_train_val_and_test_assets_never_overlap() -> None:
+    for kind in ("photo", "scenetext"):
+        train, val, test = (set(assets.photos(split, kind)) for split in ("train", "val", "test"))  # type: ignore[arg-type]
+        assert not train & test and not train & val and not val & test, kind
     assert not {f.path for f in assets.fonts("train")} & {f.path for f in assets.fonts("test")}
     assert not set(assets.logos("train")) & set(assets.logos("test"))
 

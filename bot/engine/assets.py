@@ -4,10 +4,13 @@ Everything comes from Debian packages that `benchmarks/assets.sh` installs; noth
 The split never changes with what happens to be installed: a file belongs to a split by the package (and, inside
 opencv-doc, the file name) it comes from, so the benchmark's held-out set stays unseen by training.
 
-- train photos: mate-backgrounds nature (12), plasma-workspace-wallpapers photos (11) and artwork (19),
-  opencv-doc `examples/data` photos (22); scene text (no mark): opencv-doc `scenetext_segmented_word01-05`;
-  fonts: DejaVu, Liberation 2, Noto Sans/Serif/Mono/Display (Latin), WenQuanYi Micro Hei (CJK);
-  logos: Oxygen icons (256 px; 128 px apps).
+- train photos: mate-backgrounds nature (12), plasma-workspace-wallpapers photos (7) and artwork (19), UKUI
+  artwork (12: sharp-edged graphics the network must learn are not marks), opencv-doc `examples/data` photos (18);
+  scene text (no mark): opencv-doc `scenetext_segmented_word01-04`; fonts: DejaVu, Liberation 2, Noto
+  Sans/Serif/Mono/Display (Latin), WenQuanYi Micro Hei (CJK); logos: Oxygen icons (256 px; 128 px apps).
+- val photos (never trained on; for choosing thresholds and measuring false marks without touching the test
+  set): lomiri-wallpapers-20.04's two photos, four plasma photos, four opencv-doc photos; scene text:
+  `scenetext_segmented_word05`; fonts and logos: the train split's (the val set measures photos, not marks).
 - test photos: lomiri-wallpapers-16.04 (14; the one artwork, umang, is left out); scene text: opencv-doc
   `scenetext01-06`; fonts: Lato, Open Sans, Inter, URW base35, WenQuanYi Zen Hei (CJK); logos: GNOME icons
   (256 px) and opencv-doc's two OpenCV logos.
@@ -37,13 +40,14 @@ __all__ = [
     "load_logo",
     "load_photo",
     "logos",
+    "photo_name",
     "photo_sources",
     "photos",
 ]
 
-Split = Literal["train", "test"]
+Split = Literal["train", "val", "test"]
 Kind = Literal["photo", "scenetext"]
-SPLITS: tuple[Split, ...] = ("train", "test")
+SPLITS: tuple[Split, ...] = ("train", "val", "test")
 
 BACKGROUNDS = Path("/usr/share/backgrounds")
 WALLPAPERS = Path("/usr/share/wallpapers")
@@ -52,17 +56,24 @@ OPENCV_TEXT = Path("/usr/share/doc/opencv-doc/examples/text")
 FONTS = Path("/usr/share/fonts")
 ICONS = Path("/usr/share/icons")
 
-PLASMA_PHOTOS = ("BytheWater", "ColdRipple", "ColorfulCups", "DarkestHour", "EveningGlow", "FallenLeaf", "Grey",
-                 "Kite", "OneStandsOut", "Path", "summer_1am")
+PLASMA_PHOTOS = ("BytheWater", "ColdRipple", "DarkestHour", "FallenLeaf", "Grey", "OneStandsOut", "summer_1am")
+VAL_PLASMA_PHOTOS = ("ColorfulCups", "EveningGlow", "Kite", "Path")
 PLASMA_ARTWORK = ("Altai", "Autumn", "Canopee", "Cascade", "Cluster", "Elarun", "Flow", "FlyingKonqui", "Honeywave",
                   "IceCold", "Kay", "Kokkini", "MilkyWay", "Opal", "PastelHills", "Patak", "SafeLanding", "Shell",
                   "Volna")
 PLASMA_LONG_SIDE = 2560  # each wallpaper ships in many sizes; the largest at most this decodes fast enough
 # Natural-looking colour photos among opencv-doc's samples (the rest are calibration boards, masks, drawings).
-OPENCV_PHOTOS = ("aero1", "aero3", "aloeL", "apple", "baboon", "Blender_Suzanne1", "board", "building", "butterfly",
-                 "ela_original", "fruits", "HappyFish", "home", "left", "leuvenA", "licenseplate_motion", "messi5",
-                 "orange", "pca_test1", "squirrel_cls", "starry_night", "stuff")
+OPENCV_PHOTOS = ("aero1", "aero3", "aloeL", "apple", "baboon", "Blender_Suzanne1", "board", "butterfly",
+                 "ela_original", "fruits", "HappyFish", "left", "leuvenA", "licenseplate_motion",
+                 "orange", "pca_test1", "squirrel_cls", "starry_night")
+VAL_OPENCV_PHOTOS = ("building", "home", "messi5", "stuff")
+UKUI_ARTWORK = ("2004default.jpg", "calla.png", "city.png", "desert.png", "firstgeneration.jpg", "fluent-color.png",
+                "focal-ubuntukylin.png", "goldfish.png", "rhythm.jpg", "rollpaper.png", "string.jpg", "the-mouse.jpg")
 LOMIRI_ARTWORK = ("umang_by_Abhishek_Mudgal.jpg",)  # a colour gradient, not a photograph
+# lomiri-wallpapers-20.04 shares the folder and the "_by_" naming with 16.04; its photos are the val split's and
+# its artworks are left out, so none of them may fall into the test glob.
+LOMIRI_2004_PHOTOS = ("Infinite-Sea_by_Aury88.jpg", "Kleiber_by_Lukas_Baubkus.jpg")
+LOMIRI_2004_ARTWORK = ("Fossa_by_Jasper_Roks.jpg", "Painting-Colors_by__herobrine7gamer.jpg")
 
 # Glob patterns under /usr/share/fonts; CJK fonts are flagged so only they get CJK strings.
 TRAIN_FONTS = ("truetype/dejavu/DejaVuSans*.ttf", "truetype/dejavu/DejaVuSerif*.ttf",
@@ -124,10 +135,21 @@ def photo_sources() -> tuple[PhotoSource, ...]:
         PhotoSource("plasma-artwork", "plasma-workspace-wallpapers", "train", "photo", _existing(artwork)),
         PhotoSource("opencv-data", "opencv-doc", "train", "photo",
                     _existing(OPENCV_DATA / f"{name}.jpg" for name in OPENCV_PHOTOS)),
+        PhotoSource("ukui-artwork", "ukui-wallpapers", "train", "photo",
+                    _existing(BACKGROUNDS / name for name in UKUI_ARTWORK)),
         PhotoSource("opencv-scenetext-words", "opencv-doc", "train", "scenetext",
-                    _existing(OPENCV_TEXT / f"scenetext_segmented_word0{i}.jpg" for i in range(1, 6))),
+                    _existing(OPENCV_TEXT / f"scenetext_segmented_word0{i}.jpg" for i in range(1, 5))),
+        PhotoSource("lomiri-20.04", "lomiri-wallpapers-20.04", "val", "photo",
+                    _existing(BACKGROUNDS / name for name in LOMIRI_2004_PHOTOS)),
+        PhotoSource("plasma-photos-val", "plasma-workspace-wallpapers", "val", "photo",
+                    _existing(_largest_wallpaper(WALLPAPERS / name) for name in VAL_PLASMA_PHOTOS)),
+        PhotoSource("opencv-data-val", "opencv-doc", "val", "photo",
+                    _existing(OPENCV_DATA / f"{name}.jpg" for name in VAL_OPENCV_PHOTOS)),
+        PhotoSource("opencv-scenetext-words-val", "opencv-doc", "val", "scenetext",
+                    _existing([OPENCV_TEXT / "scenetext_segmented_word05.jpg"])),
         PhotoSource("lomiri-16.04", "lomiri-wallpapers-16.04", "test", "photo",
-                    _existing(p for p in sorted(BACKGROUNDS.glob("*_by_*.jpg")) if p.name not in LOMIRI_ARTWORK)),
+                    _existing(p for p in sorted(BACKGROUNDS.glob("*_by_*.jpg"))
+                              if p.name not in LOMIRI_ARTWORK + LOMIRI_2004_PHOTOS + LOMIRI_2004_ARTWORK)),
         PhotoSource("opencv-scenetext", "opencv-doc", "test", "scenetext",
                     _existing(OPENCV_TEXT / f"scenetext0{i}.jpg" for i in range(1, 7))),
     )
@@ -138,9 +160,15 @@ def photos(split: Split, kind: Kind = "photo") -> tuple[Path, ...]:
     return tuple(p for s in photo_sources() if s.split == split and s.kind == kind for p in s.paths)
 
 
+def photo_name(path: Path) -> str:
+    """A photo's name for reports: the file name, or a Plasma wallpaper's folder (its files are named by size)."""
+    return path.parents[2].name if path.parent.name == "images" and path.parent.parent.name == "contents" else path.name
+
+
 def fonts(split: Split) -> tuple[FontFile, ...]:
-    """The installed font faces of one split, in a fixed order; empty when none is installed."""
-    latin, cjk = (TRAIN_FONTS, TRAIN_CJK_FONTS) if split == "train" else (TEST_FONTS, TEST_CJK_FONTS)
+    """The installed font faces of one split (val draws the train split's), in a fixed order; empty when none is
+    installed."""
+    latin, cjk = (TEST_FONTS, TEST_CJK_FONTS) if split == "test" else (TRAIN_FONTS, TRAIN_CJK_FONTS)
     found = [FontFile(p) for pattern in latin for p in sorted(FONTS.glob(pattern))
              if not p.stem.startswith(NOT_TEXT_FONTS)]
     found += [FontFile(p, cjk=True) for pattern in cjk for p in sorted(FONTS.glob(pattern))]
@@ -148,8 +176,9 @@ def fonts(split: Split) -> tuple[FontFile, ...]:
 
 
 def logos(split: Split) -> tuple[Path, ...]:
-    """The installed RGBA logo files of one split, in a fixed order; empty when none is installed."""
-    patterns = TRAIN_LOGOS if split == "train" else TEST_LOGOS
+    """The installed RGBA logo files of one split (val draws the train split's), in a fixed order; empty when none
+    is installed."""
+    patterns = TEST_LOGOS if split == "test" else TRAIN_LOGOS
     found = [p for pattern in patterns for p in sorted(ICONS.glob(pattern))]
     if split == "test":
         found += _existing(OPENCV_DATA / name for name in TEST_OPENCV_LOGOS)

@@ -109,15 +109,17 @@ class Result:
     outputs: dict[str, np.ndarray] = field(default_factory=dict)
 
 
-def held_out_set(n: int, *, seed: int = SEED, megapixels: float = MEGAPIXELS) -> list[Case]:
-    """n cases per family from the installed test split; raises FileNotFoundError if it is not installed."""
-    photos, scenes = assets.photos("test"), assets.photos("test", "scenetext")
+def held_out_set(n: int, *, seed: int = SEED, megapixels: float = MEGAPIXELS, split: assets.Split = "test"
+                 ) -> list[Case]:
+    """n cases per family from the installed test split (or the val split, for choosing settings without looking
+    at the test set); raises FileNotFoundError if it is not installed."""
+    photos, scenes = assets.photos(split), assets.photos(split, "scenetext")
     if not photos or not scenes:
-        raise FileNotFoundError("the benchmark's test photos are not installed: run benchmarks/assets.sh")
+        raise FileNotFoundError(f"the benchmark's {split} photos are not installed: run benchmarks/assets.sh")
     return build_cases(
-        {p.name: assets.load_photo(p, PHOTO_MAX_PIXELS) for p in photos},
-        {p.name: assets.load_photo(p, int(megapixels * 1e6)) for p in scenes},
-        n, seed=seed, megapixels=megapixels, fonts=assets.fonts("test"), logos=assets.logos("test"),
+        {assets.photo_name(p): assets.load_photo(p, PHOTO_MAX_PIXELS) for p in photos},
+        {assets.photo_name(p): assets.load_photo(p, int(megapixels * 1e6)) for p in scenes},
+        n, seed=seed, megapixels=megapixels, fonts=assets.fonts(split), logos=assets.logos(split),
     )
 
 

@@ -36,32 +36,35 @@ TABLE_COLUMNS = (
 
 
 def benchmark(out: Path, *, n: int = DEFAULT_N, megapixels: float = bench.MEGAPIXELS,
-              methods: Sequence[str] | None = None, progress: Callable[[int, int], None] | None = None) -> str:
+              methods: Sequence[str] | None = None, progress: Callable[[int, int], None] | None = None,
+              split: assets.Split = "test") -> str:
     """Build the held-out set, run the methods (all by default), write out/engine.json and out/engine-grid.png
     (engine-12mp.json and so on at another size); return the table."""
     chosen = {name: bench.METHODS[name] for name in (methods or bench.METHODS)}
     started = time.perf_counter()
-    cases = bench.held_out_set(n, megapixels=megapixels)
+    cases = bench.held_out_set(n, megapixels=megapixels, split=split)
     built = time.perf_counter()
     results = bench.run(cases, chosen, keep=GRID_PER_FAMILY, progress=progress)
     summary = bench.summarize(results)
     settings = {
         "seed": bench.SEED, "n_per_family": n, "megapixels": megapixels, "methods": list(chosen),
-        "split": "test", "build_seconds": round(built - started, 2),
+        "split": split, "build_seconds": round(built - started, 2),
         "run_seconds": round(time.perf_counter() - built, 2),
-        "assets": {"photos": [p.name for p in assets.photos("test")],
-                   "scenetext": [p.name for p in assets.photos("test", "scenetext")],
-                   "fonts": [f.name for f in assets.fonts("test")], "logos": len(assets.logos("test"))},
+        "assets": {"photos": [assets.photo_name(p) for p in assets.photos(split)],
+                   "scenetext": [assets.photo_name(p) for p in assets.photos(split, "scenetext")],
+                   "fonts": [f.name for f in assets.fonts(split)], "logos": len(assets.logos(split))},
     }
-    json_path, grid_path = outputs(out, megapixels)
+    json_path, grid_path = outputs(out, megapixels, split)
     write_json(json_path, results, summary, settings)
     grid(grid_path, results)
     return table(summary)
 
 
-def outputs(out: Path, megapixels: float = bench.MEGAPIXELS) -> tuple[Path, Path]:
-    """(JSON, picture grid) a benchmark at this size writes: engine.json at the default size, engine-12mp.json..."""
+def outputs(out: Path, megapixels: float = bench.MEGAPIXELS, split: assets.Split = "test") -> tuple[Path, Path]:
+    """(JSON, picture grid) a benchmark at this size writes: engine.json at the default size, engine-12mp.json...;
+    engine-val.json for the val split."""
     stem = "engine" if megapixels == bench.MEGAPIXELS else f"engine-{megapixels:g}mp"
+    stem += "" if split == "test" else f"-{split}"
     return out / f"{stem}.json", out / f"{stem}-grid.png"
 
 

@@ -67,6 +67,7 @@ def synthesize(
     logos: Sequence[Path | np.ndarray] = (),
     size: tuple[int, int] | None = None,
     jpeg_probability: float = JPEG_PROBABILITY,
+    jitter: bool = False,
 ) -> Sample:
     """Mark (or, for clean/scenetext, only crop and re-encode) a photo.
 
@@ -79,12 +80,16 @@ def synthesize(
         size: (height, width) of a random crop at a random scale (cropped first, so big photos stay cheap);
             None keeps the whole photo.
         jpeg_probability: chance of the JPEG re-encode (quality uniform in JPEG_QUALITY).
+        jitter: vary the photo itself first (exposure, contrast, gamma, colour, blur or sharpening, resampling,
+            noise), as training does so that a few dozen photos look like many; the benchmark keeps it off.
     """
     if family not in FAMILIES:
         raise ValueError(f"unknown family {family!r}; expected one of {FAMILIES}")
     if photo.dtype != np.uint8 or photo.ndim != 3 or photo.shape[2] != 3:
         raise ValueError(f"expected an HxWx3 uint8 photo, got {photo.dtype} {photo.shape}")
     clean, meta = _crop(photo, size, rng, mirror=family != "scenetext")  # mirrored scene text is not real text
+    if jitter:
+        clean = _jitter(clean, rng, meta)
     h, w = clean.shape[:2]
     alpha = np.zeros((h, w), np.float32)
     premult = np.zeros((h, w, 3), np.float32)
@@ -253,6 +258,41 @@ def _crop(photo: np.ndarray, size: tuple[int, int] | None, rng: np.random.Genera
     if flip:
         out = np.ascontiguousarray(out[:, ::-1])
     return out, {"flip": flip, "crop": [x, y, cw, ch], "scale": round(scale, 4)}
+
+
+def _jitter(rgb: np.ndarray, rng: np.random.Generator, meta: dict) -> np.ndarray:
+    """The photo as another camera, exposure or upload path might have left it: a new photo to the network."""
+    image = rgb.astype(np.float32)
+    h, w = rgb.shape[:2]
+    done = []
+    if rng.random() < 0.15 and min(h, w) >= 64:  # resampled: an upscaled small photo
+        f = rng.uniform(0.35, 0.8)
+        small = cv2.resize(image, (max(8, round(w * f)), max(8, round(h * f))), interpolation=cv2.INTER_AREA)
+        image = cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
+        done.append("resample")
+    if rng.random() < 0.2:  # out of focus or motion-soft
+        image = cv2.GaussianBlur(image, (0, 0), rng.uniform(0.5, 1.8))
+        done.append("blur")
+    elif rng.random() < 0.15:  # over-sharpened by a camera or an editor: halos at every edge
+        soft = cv2.GaussianBlur(image, (0, 0), rng.uniform(0.8, 2.0))
+        image = image + rng.uniform(0.4, 1.5) * (image - soft)
+        done.append("sharpen")
+    if rng.random() < 0.8:  # exposure, contrast, gamma, white balance, saturation
+        grey = image.mean(axis=2, keepdims=True)
+        image = grey + rng.uniform(0.3, 1.5) * (image - grey)
+        image = image * rng.uniform(0.9, 1.1, size=3).astype(np.float32)
+        mean = float(image.mean())
+        image = (image - mean) * rng.uniform(0.6, 1.4) + mean + rng.uniform(-40, 40)
+        np.clip(image, 0, 255, out=image)
+        image = 255 * (image / 255) ** float(np.exp(rng.uniform(-0.4, 0.4)))
+        done.append("colour")
+    if rng.random() < 0.25:  # sensor noise, grey or coloured
+        sigma = rng.uniform(1, 8)
+        shape = (h, w, 1) if rng.random() < 0.5 else (h, w, 3)
+        image = image + rng.normal(0, sigma, size=shape).astype(np.float32)
+        done.append("noise")
+    meta["jitter"] = done
+    return np.clip(np.rint(image), 0, 255).astype(np.uint8)
 
 
 def _jpeg(rgb: np.ndarray, quality: int) -> np.ndarray:

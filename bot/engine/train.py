@@ -12,11 +12,12 @@ useless). One command, resumable::
     python -m bot.engine.train --out /tmp/seg --export                # only re-export the last checkpoint
 
 Data: every batch is drawn on the fly by ``synth.synthesize`` from the *train* split of assets.py (photos, fonts,
-logos), families text/tiled/logo/stamp plus about 20 % clean and scene-text negatives. Each sample is drawn on a
-canvas of a random side in CANVAS_SIDES (marks are sized relative to the canvas) and then cut to the --size crop,
-centred near a marked pixel when there is one: the network so sees marks at several scales relative to its window,
-which is what it meets on a downscaled proxy of a whole photo. Batches come from one DataLoader worker so that data and the two torch threads share the
-two cores. Losses: BCE + Dice on the mask (target alpha > MASK_THRESHOLD), L1 on alpha inside the mask (plus a
+logos), families text/tiled/logo/stamp plus about 22 % clean and scene-text negatives, every photo first jittered
+(exposure, colour, blur, noise: synth.py) so that 68 photos look like many more. Each sample is drawn on a canvas
+of a random side in CANVAS_SIDES (marks are sized relative to the canvas) and then cut to the --size crop, centred
+near a marked pixel when there is one: the network so sees marks at several scales relative to its window, which
+is what it meets on a downscaled proxy of a whole photo. Batches come from one DataLoader worker so that data and
+the two torch threads share the two cores. Losses: BCE + Dice on the mask (target alpha > MASK_THRESHOLD), L1 on alpha inside the mask (plus a
 small weight outside), L1 on the colour W / 255 inside the mask. AdamW with a warm-up then cosine decay over the
 run's budget (``--steps`` or ``--minutes``, whichever ends first: a time budget makes the schedule depend on the
 machine's speed, so a run is reproducible only with ``--steps``).
@@ -52,7 +53,7 @@ from bot.engine.synth import MASK_THRESHOLD, synthesize
 
 __all__ = ["Config", "SyntheticBatches", "export", "losses", "main", "train"]
 
-FAMILY_WEIGHTS = {"text": 0.25, "tiled": 0.2, "logo": 0.2, "stamp": 0.15, "clean": 0.13, "scenetext": 0.07}
+FAMILY_WEIGHTS = {"text": 0.25, "tiled": 0.2, "logo": 0.19, "stamp": 0.14, "clean": 0.15, "scenetext": 0.07}
 CANVAS_SIDES = (256, 320, 384, 448, 512)  # a sample's mark is drawn relative to one of these, then cropped
 PHOTO_MAX_PIXELS = 1_500_000  # photos are decoded once per worker at most this big (64 photos ≈ 290 MB)
 CHECKPOINT_MINUTES = 3.0
@@ -111,7 +112,7 @@ class SyntheticBatches(IterableDataset):
                 pool = scenes if family == "scenetext" else photos
                 side = int(rng.choice(canvases))
                 sample = synthesize(pool[int(rng.integers(len(pool)))], str(family), rng, fonts=fonts, logos=logos,
-                                    size=(side, side))
+                                    size=(side, side), jitter=True)
                 window = _window(sample.alpha, crop, rng)
                 images.append(sample.marked[window])
                 alphas.append(sample.alpha[window])
