@@ -28,6 +28,7 @@ import numpy as np
 
 from bot.engine import inpaint
 from bot.engine.progress import Progress
+from bot.engine.rgb import as_rgb
 from bot.engine.segmenter import PROXY_MAX_SIDE, Segmentation, Segmenter
 from bot.engine.unblend import FIT_SAMPLES, OPAQUE, coverage, fit_blend, invert
 
@@ -254,9 +255,7 @@ class MarkEngine:
 
     def clean(self, rgb: np.ndarray, progress: Callable[[int], None] | None = None) -> np.ndarray:
         """rgb: HxWx3 uint8 RGB. Returns a new HxWx3 uint8 array; only pixels of found marks change."""
-        if not isinstance(rgb, np.ndarray) or rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
-            raise ValueError(f"expected an HxWx3 uint8 array, got {getattr(rgb, 'shape', type(rgb))}")
-        rgb = np.ascontiguousarray(rgb)
+        rgb = as_rgb(rgb)
         report = Progress(progress)
         with self._lock:
             started = time.perf_counter()

@@ -15,6 +15,7 @@ from typing import NamedTuple
 import cv2
 import numpy as np
 
+from bot.engine.rgb import as_rgb
 from bot.errors import EngineBroken
 
 __all__ = ["MULTIPLE", "PROXY_MAX_SIDE", "Segmentation", "Segmenter", "proxy_size", "to_input"]
@@ -91,8 +92,7 @@ class Segmenter:
 
     def predict(self, rgb: np.ndarray, max_side: int = PROXY_MAX_SIDE) -> Segmentation:
         """rgb: HxWx3 uint8 RGB. The network's maps on a proxy of at most max_side (see Segmentation)."""
-        if not isinstance(rgb, np.ndarray) or rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
-            raise ValueError(f"expected an HxWx3 uint8 array, got {getattr(rgb, 'shape', type(rgb))}")
+        rgb = as_rgb(rgb)
         batch = to_input(rgb, proxy_size(*rgb.shape[:2], max_side))
         with self._lock:
             mask, alpha, colour = self._run(batch)

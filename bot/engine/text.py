@@ -16,6 +16,7 @@ import numpy as np
 
 from bot.engine.inpaint import fill, paste
 from bot.engine.progress import Progress
+from bot.engine.rgb import as_rgb
 from bot.engine.textmask import Detector, dilation_radius, ink_mask, line_regions
 
 __all__ = ["DEFAULT_MODEL", "TextEngine"]
@@ -64,9 +65,7 @@ class TextEngine:
 
     def clean(self, rgb: np.ndarray, progress: Callable[[int], None] | None = None) -> np.ndarray:
         """rgb: HxWx3 uint8 RGB. Returns a new HxWx3 uint8 array; only pixels inside detected text change."""
-        if not isinstance(rgb, np.ndarray) or rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
-            raise ValueError(f"expected an HxWx3 uint8 array, got {getattr(rgb, 'shape', type(rgb))}")
-        rgb = np.ascontiguousarray(rgb)  # OpenCV wants contiguous rows; free when the array already is
+        rgb = as_rgb(rgb)
         report = Progress(progress)
         with self._lock:
             started = time.perf_counter()
