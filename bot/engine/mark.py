@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 DEFAULT_SEGMENTER = Path(__file__).parent / "models" / "segmenter.onnx"
 DEFAULT_THREADS = 2
 
-MARK_PROBABILITY = 0.5  # a proxy pixel is part of a mark above this probability
+MARK_PROBABILITY = 0.7  # a proxy pixel is part of a mark above this probability (chosen on the val split)
 MIN_AREA = 6  # proxy px: smaller specks are noise, not marks
 REACH = 2  # proxy px around a mark where its soft edges may still lie
 FIT_BAND = 5  # proxy px from the edge of the inpainted hole within which B is trusted for fitting

@@ -256,7 +256,8 @@ def export(out: Path) -> Path:
     note = {
         "data": {"split": "train", "photos": len(assets.photos("train")),
                  "scenetext": len(assets.photos("train", "scenetext")), "fonts": len(assets.fonts("train")),
-                 "logos": len(assets.logos("train")), "families": FAMILY_WEIGHTS, "canvas_sides": list(CANVAS_SIDES)},
+                 "logos": len(assets.logos("train")), "families": FAMILY_WEIGHTS, "canvas_sides": list(CANVAS_SIDES),
+                 "photo_jitter": True},
         "config": state["config"],
         "steps": state["step"],
         "images": state["step"] * config.batch,

@@ -34,6 +34,7 @@ OPAQUE = 0.9  # at or above this opacity the background is not recovered but inp
 NONE, FULL = 0.15, 0.7  # coverage below NONE is none, at or above FULL is whole (see coverage())
 MIN_CONTRAST = 20.0  # 0..255: where |W - B| is below this the mark cannot be told from the photo; left alone
 FIT_SAMPLES = 3000  # pixels used to fit one mark (a fixed-seed sample of its pixels when it has more)
+COARSE_SAMPLES = 750  # of them, the first search over a coarse grid of 729 colours uses this many
 MIN_SAMPLES = 4  # fewer pixels than this fit nothing
 TOP_PERCENTILE = 95  # the opacity is the median share of the pixels within PLATEAU of this percentile's share:
 PLATEAU = 0.6  # the fully covered inside of the mark, robust to noise (an upper percentile alone overshoots)
@@ -61,7 +62,8 @@ def fit_blend(differences: np.ndarray, backgrounds: np.ndarray, seed: int = 0) -
         differences, backgrounds = differences[pick], backgrounds[pick]
     levels = np.linspace(0, 255, 9, dtype=np.float32)
     candidates = np.stack(np.meshgrid(levels, levels, levels, indexing="ij"), -1).reshape(-1, 3)
-    residuals, shares = _project(differences, backgrounds, candidates)
+    # The coarse grid only has to land near the right colour: a share of the (already random) sample does that.
+    residuals, shares = _project(differences[:COARSE_SAMPLES], backgrounds[:COARSE_SAMPLES], candidates)
     best = int(np.argmin(residuals))
     colour = candidates[best]
     for step in (12.0, 4.0):
@@ -104,12 +106,16 @@ def _regress(marked: np.ndarray, backgrounds: np.ndarray) -> tuple[np.ndarray, f
 
 
 def _project(differences: np.ndarray, backgrounds: np.ndarray, colours: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """For each candidate colour: the summed residual |D - k (W - B)|^2 and each pixel's k (clipped to [0, 1])."""
-    towards = colours[None, :, :] - backgrounds[:, None, :]  # N x K x 3
-    length = (towards * towards).sum(-1) + 1e-6
-    shares = np.clip((differences[:, None, :] * towards).sum(-1) / length, 0.0, 1.0)
-    residual = differences[:, None, :] - shares[..., None] * towards
-    return (residual * residual).sum(-1).sum(0), shares
+    """For each candidate colour: the summed residual |D - k (W - B)|^2 and each pixel's k (clipped to [0, 1]).
+
+    Expanded so that only N x K planes are formed (two matrix products), never the N x K x 3 differences:
+    D.(W - B) = D.W - D.B, |W - B|^2 = |W|^2 - 2 B.W + |B|^2, |D - k t|^2 = |D|^2 - 2 k D.t + k^2 |t|^2."""
+    d, b, w = (np.asarray(a, np.float64) for a in (differences, backgrounds, colours))
+    dot = d @ w.T - (d * b).sum(-1)[:, None]
+    length = (w * w).sum(-1)[None, :] - 2 * (b @ w.T) + (b * b).sum(-1)[:, None] + 1e-6
+    shares = np.clip(dot / length, 0.0, 1.0)
+    residual = (d * d).sum(-1)[:, None] - shares * (2 * dot - shares * length)
+    return residual.sum(0), shares
 
 
 def coverage(marked: np.ndarray, background: np.ndarray, colour: np.ndarray, opacity: np.ndarray) -> np.ndarray:
