@@ -6,8 +6,8 @@
 2. On the proxy the photo under the marks is inpainted (a smooth estimate B), nearby pieces are grouped into marks
    (the letters of a word; the repeats of a tiled mark share one fit) and each mark's colour W and opacity A are
    fitted to its pixels (unblend.fit_blend). A mark the one-colour blend explains well is un-blended; one it
-   explains only in part (outlined text, a many-coloured logo) is inpainted; one it does not explain, or with a
-   negligible opacity, is left alone.
+   explains mostly (a logo of several colours) is inpainted; one it explains less, or with a negligible opacity,
+   is left alone (most of the network's false marks on photos land there).
 3. At full resolution, tile by tile (TILE px a side, only the tiles a mark reaches, so memory stays bounded up
    to 10000 x 10000 and time follows the marks' area), each pixel's snapped coverage gives its opacity; the
    blend is inverted below FEATHER_FROM, inpainted at unblend.OPAQUE and above, and mixed in between so the seam
@@ -45,7 +45,7 @@ REACH = 2  # proxy px around a mark where its soft edges may still lie
 FIT_BAND = 5  # proxy px from the edge of the inpainted hole within which B is trusted for fitting
 REPEATS = 4  # this many marks or more are taken for the repeats of one tiled mark...
 LARGE_MARK = 0.02  # ...except marks covering more than this fraction of the proxy, which are fitted on their own
-MIN_EXPLAINED = 0.6  # a mark's one-colour blend must account for this share of its differences from B...
+MIN_EXPLAINED = 0.8  # a mark's one-colour blend must account for this share of its differences from B...
 MIN_OPACITY = 0.04  # ...and be at least this opaque, or it is left alone
 MIN_ONE_COLOUR = 0.95  # below this share a mark is a blend of several colours and is inpainted instead
 GROUP_GAP = 0.03  # of the proxy's short side: pieces closer than this are one mark (letters of a word, repeats)
