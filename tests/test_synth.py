@@ -245,3 +245,10 @@ def test_the_oracle_changes_only_pixels_near_the_true_mark(base: np.ndarray) -> 
     touched = metrics.changed(out, s.marked)
     assert touched.any() and not (touched & ~near).any()
     assert np.array_equal(s.mask, s.alpha > MASK_THRESHOLD)
+
+
+def test_each_set_and_size_writes_its_own_result_files(tmp_path: Path) -> None:
+    names = {report.outputs(tmp_path, mp, split)[0].name for mp in (1.0, 12.0) for split in ("test", "val")}
+
+    assert names == {"engine.json", "engine-12mp.json", "engine-val.json", "engine-12mp-val.json"}
+    assert report.outputs(tmp_path)[1] == tmp_path / "engine-grid.png"
