@@ -55,7 +55,7 @@ __all__ = ["Config", "SyntheticBatches", "export", "losses", "main", "train"]
 
 FAMILY_WEIGHTS = {"text": 0.25, "tiled": 0.2, "logo": 0.19, "stamp": 0.14, "clean": 0.15, "scenetext": 0.07}
 CANVAS_SIDES = (256, 320, 384, 448, 512)  # a sample's mark is drawn relative to one of these, then cropped
-PHOTO_MAX_PIXELS = 1_500_000  # photos are decoded once per worker at most this big (64 photos ≈ 290 MB)
+PHOTO_MAX_PIXELS = 1_500_000  # photos are decoded once per worker at most this big (68 photos ≈ 310 MB)
 CHECKPOINT_MINUTES = 3.0
 WARMUP_STEPS = 100  # linear warm-up ends after this many steps or WARMUP_FRACTION of the budget, if sooner
 WARMUP_FRACTION = 0.03
