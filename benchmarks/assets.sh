@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs the Debian packages that watermark synthesis and `unmark bench engine` draw photos, fonts and logos from
-# (bot/engine/assets.py lists which file belongs to the train or the test split). Idempotent: packages already
+# (bot/engine/assets.py lists which file belongs to the train, val or test split). Idempotent: packages already
 # installed are skipped, and with all of them present nothing is downloaded. About 380 MB of .debs in all.
 #
 #   sudo benchmarks/assets.sh      (or as root; Debian 12 "bookworm")
@@ -9,8 +9,8 @@ set -euo pipefail
 PACKAGES=(
   # photos: train
   mate-backgrounds               # 12 nature photos
-  plasma-workspace-wallpapers    # 11 photos + 19 artworks
-  opencv-doc                     # 22 small photos, scene-text photos (train: segmented words; test: scenetext01-06)
+  plasma-workspace-wallpapers    # 11 photos (7 train, 4 val) + 19 artworks
+  opencv-doc                     # 22 small photos (18 train, 4 val), scene text (segmented words; test: scenetext01-06)
   ukui-wallpapers                # 12 artworks
   # photos: validation (never trained on, never the benchmark's table)
   lomiri-wallpapers-20.04        # 2 photos

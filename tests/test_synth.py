@@ -149,7 +149,7 @@ def test_jitter_varies_the_photo_reproducibly_and_keeps_the_truth_exact(base: np
 
 def test_train_val_and_test_assets_never_overlap() -> None:
     for kind in ("photo", "scenetext"):
-        train, val, test = (set(assets.photos(split, kind)) for split in ("train", "val", "test"))  # type: ignore[arg-type]
+        train, val, test = (set(assets.photos(split, kind)) for split in assets.SPLITS)  # type: ignore[arg-type]
         assert not train & test and not train & val and not val & test, kind
     assert not {f.path for f in assets.fonts("train")} & {f.path for f in assets.fonts("test")}
     assert not set(assets.logos("train")) & set(assets.logos("test"))

@@ -162,7 +162,8 @@ def photos(split: Split, kind: Kind = "photo") -> tuple[Path, ...]:
 
 def photo_name(path: Path) -> str:
     """A photo's name for reports: the file name, or a Plasma wallpaper's folder (its files are named by size)."""
-    return path.parents[2].name if path.parent.name == "images" and path.parent.parent.name == "contents" else path.name
+    plasma = path.parent.name == "images" and path.parent.parent.name == "contents"
+    return path.parents[2].name if plasma else path.name
 
 
 def fonts(split: Split) -> tuple[FontFile, ...]:
