@@ -19,8 +19,8 @@ near a marked pixel when there is one: the network so sees marks at several scal
 is what it meets on a downscaled proxy of a whole photo. Batches come from one DataLoader worker so that data and
 the two torch threads share the two cores. Losses: BCE + Dice on the mask (target alpha > MASK_THRESHOLD), L1 on
 alpha inside the mask (plus a small weight outside), L1 on the colour W / 255 inside the mask. AdamW with a warm-up
-then cosine decay over the run's budget (``--steps`` or ``--minutes``, whichever ends first: a time budget makes the schedule depend on the
-machine's speed, so a run is reproducible only with ``--steps``).
+then cosine decay over the run's budget (``--steps`` or ``--minutes``, whichever ends first: a time budget makes
+the schedule depend on the machine's speed, so a run is reproducible only with ``--steps``).
 
 Output in --out: checkpoint.pt every CHECKPOINT_MINUTES (model, optimiser, step, elapsed time, RNG states);
 train.log, one line per --log-every steps; at the end segmenter.onnx (opset 17, dynamic H and W, input ``image``
