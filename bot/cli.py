@@ -232,11 +232,12 @@ def bench_engine(quick: bool, n: int | None, megapixels: float, methods: str | N
         raise click.BadParameter(f"unknown {', '.join(unknown)}; choose from {', '.join(engine_bench.METHODS)}",
                                  param_hint="--methods")
 
-    bar = tqdm(unit="image", file=sys.stderr)
+    bars: list[tqdm] = []  # the bar appears with the first image, so a set that cannot be built shows none
 
     def advance(done: int, total: int) -> None:
-        bar.total = total
-        bar.update(done - bar.n)
+        if not bars:
+            bars.append(tqdm(total=total, unit="image", file=sys.stderr))
+        bars[0].update(done - bars[0].n)
 
     try:
         text = report.benchmark(out, n=n or (report.QUICK_N if quick else report.DEFAULT_N), megapixels=megapixels,
@@ -245,7 +246,8 @@ def bench_engine(quick: bool, n: int | None, megapixels: float, methods: str | N
         click.echo(f"unmark: {error}", err=True)
         sys.exit(2)
     finally:
-        bar.close()
+        for bar in bars:
+            bar.close()
     click.echo(text)
     json_path, grid_path = report.outputs(out, megapixels, split)  # type: ignore[arg-type]
     click.echo(f"\nwrote {json_path} and {grid_path}")
