@@ -10,6 +10,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
+from typing import Literal
 
 import click
 from pydantic import SecretStr
@@ -218,8 +219,8 @@ def bench() -> None:
               help="test: the held-out set of the table; val: photos kept out of training, for choosing settings.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("benchmarks/results"),
               show_default=True, help="Folder for engine.json and engine-grid.png.")
-def bench_engine(quick: bool, n: int | None, megapixels: float, methods: str | None, split: str, out: Path
-                 ) -> None:
+def bench_engine(quick: bool, n: int | None, megapixels: float, methods: str | None, split: Literal["test", "val"],
+                 out: Path) -> None:
     """Run no-op, oracle-mask Telea and the engines side by side; print one table (needs benchmarks/assets.sh)."""
     from tqdm import tqdm
 
@@ -241,7 +242,7 @@ def bench_engine(quick: bool, n: int | None, megapixels: float, methods: str | N
 
     try:
         text = report.benchmark(out, n=n or (report.QUICK_N if quick else report.DEFAULT_N), megapixels=megapixels,
-                                methods=chosen, progress=advance, split=split)  # type: ignore[arg-type]
+                                methods=chosen, progress=advance, split=split)
     except (FileNotFoundError, EngineBroken) as error:
         click.echo(f"unmark: {error}", err=True)
         sys.exit(2)
@@ -249,7 +250,7 @@ def bench_engine(quick: bool, n: int | None, megapixels: float, methods: str | N
         for bar in bars:
             bar.close()
     click.echo(text)
-    json_path, grid_path = report.outputs(out, megapixels, split)  # type: ignore[arg-type]
+    json_path, grid_path = report.outputs(out, megapixels, split)
     click.echo(f"\nwrote {json_path} and {grid_path}")
 
 
