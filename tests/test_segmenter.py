@@ -5,6 +5,7 @@ Only the round trip needs the [train] extra (torch, onnx); it builds an untraine
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -79,3 +80,36 @@ def test_an_exported_network_loads_and_matches_torch(tmp_path: Path) -> None:
     assert (tmp_path / "segmenter.json").is_file()
     # Any size works: the proxy is rounded to the network's stride.
     assert segmenter.predict(rgb[:50, :70]).mask.shape == (64, 64)
+
+
+def test_a_fine_tune_starts_from_the_given_checkpoint_and_says_so(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("onnx")
+    from PIL import Image
+
+    from bot.engine import assets, train
+    from bot.engine.model import LiteUNet
+
+    photo = tmp_path / "photo.png"  # one small photo instead of the installed ones: fast, and needs no assets
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (300, 400, 3), dtype=np.uint8)).save(photo)
+    monkeypatch.setattr(assets, "photos", lambda split, kind="photo": (photo,))
+    first = tmp_path / "first"
+    first.mkdir()
+    torch.manual_seed(7)
+    net = LiteUNet(0.5)
+    train._save(first / "checkpoint.pt", net, torch.optim.AdamW(net.parameters()),
+                train.Config(seed=7, steps=1, width=0.5), 1, 1.0)
+    train.export(first)
+
+    # A learning rate of 0 keeps the weights where the run started: the first run's, not a fresh draw.
+    second = tmp_path / "second"
+    train.train(second, train.Config(seed=1, steps=1, batch=2, width=0.5, lr=0.0, workers=0,
+                                     init=str(first / "checkpoint.pt")))
+    tuned = torch.load(second / "checkpoint.pt", weights_only=False)["model"]
+    for name, value in net.state_dict().items():
+        if name in dict(net.named_parameters()):
+            assert torch.equal(tuned[name], value), name
+    note = json.loads((second / "segmenter.json").read_text())
+    assert note["config"]["init"] == str(first / "checkpoint.pt")
+    assert note["started_from"]["config"]["seed"] == 7

@@ -10,10 +10,15 @@ useless). One command, resumable::
     tail -f /tmp/seg/train.log
     python -m bot.engine.train --out /tmp/seg --minutes 90 --resume   # after an interruption
     python -m bot.engine.train --out /tmp/seg --export                # only re-export the last checkpoint
+    python -m bot.engine.train --out /tmp/seg2 --init /tmp/seg/checkpoint.pt --seed 1 --minutes 80  # fine-tune
+
+``--init`` starts a new run (fresh optimiser, warm-up and schedule, its own data stream) from another run's
+weights: how a model is trained further on new photos, or for longer than one session, without redoing the first
+run. The note records the checkpoint it started from.
 
 Data: every batch is drawn on the fly by ``synth.synthesize`` from the *train* split of assets.py (photos, fonts,
 logos), families text/tiled/logo/stamp plus about 22 % clean and scene-text negatives, every photo first jittered
-(exposure, colour, blur, noise: synth.py) so that 68 photos look like many more. Each sample is drawn on a canvas
+(exposure, colour, blur, noise: synth.py) so that 92 photos look like many more. Each sample is drawn on a canvas
 of a random side in CANVAS_SIDES (marks are sized relative to the canvas) and then cut to the --size crop, centred
 near a marked pixel when there is one: the network so sees marks at several scales relative to its window, which
 is what it meets on a downscaled proxy of a whole photo. Batches come from one DataLoader worker so that data and
@@ -55,7 +60,7 @@ __all__ = ["Config", "SyntheticBatches", "export", "losses", "main", "train"]
 
 FAMILY_WEIGHTS = {"text": 0.25, "tiled": 0.2, "logo": 0.19, "stamp": 0.14, "clean": 0.15, "scenetext": 0.07}
 CANVAS_SIDES = (256, 320, 384, 448, 512)  # a sample's mark is drawn relative to one of these, then cropped
-PHOTO_MAX_PIXELS = 1_500_000  # photos are decoded once per worker at most this big (68 photos ≈ 310 MB)
+PHOTO_MAX_PIXELS = 1_500_000  # photos are decoded once per worker at most this big (92 photos ≈ 360 MB)
 CHECKPOINT_MINUTES = 3.0
 WARMUP_STEPS = 100  # linear warm-up ends after this many steps or WARMUP_FRACTION of the budget, if sooner
 WARMUP_FRACTION = 0.03
@@ -79,6 +84,7 @@ class Config:
     threads: int = 2
     workers: int = 1
     log_every: int = 20
+    init: str | None = None  # the checkpoint whose weights this run started from (None: random)
 
 
 class SyntheticBatches(IterableDataset):
@@ -189,6 +195,8 @@ def train(out: Path, config: Config, *, resume: bool = False) -> Path:
         torch.set_rng_state(state["torch_rng"])
         _log(out, f"resumed at step {step} after {elapsed / 60:.1f} min")
     else:
+        if config.init is not None:
+            net.load_state_dict(torch.load(config.init, weights_only=False)["model"])
         _log(out, f"start {json.dumps(asdict(config))}; params {count_parameters(net)}; widths {net.widths}")
     loader = DataLoader(SyntheticBatches(config, step), batch_size=None, num_workers=config.workers,
                         persistent_workers=config.workers > 0, prefetch_factor=2 if config.workers else None)
@@ -271,6 +279,11 @@ def export(out: Path) -> Path:
         "outputs": names,
         "torch": torch.__version__,
     }
+    first = Path(config.init).parent / "segmenter.json" if config.init else None
+    if first is not None and first.is_file():
+        # A fine-tune's model is both runs: keep how the first was made beside how this one was.
+        note["started_from"] = {k: v for k, v in json.loads(first.read_text()).items()
+                                if k in ("data", "config", "steps", "images", "minutes", "started_from")}
     (out / "segmenter.json").write_text(json.dumps(note, indent=2) + "\n")
     _log(out, f"exported {path} ({path.stat().st_size} bytes)")
     return path
@@ -310,6 +323,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--log-every", type=int, default=defaults.log_every)
     parser.add_argument("--resume", action="store_true", help="continue from DIR/checkpoint.pt")
     parser.add_argument("--export", action="store_true", help="only export DIR/checkpoint.pt to ONNX")
+    parser.add_argument("--init", type=Path, help="start from this checkpoint's weights (same --width)")
     args = parser.parse_args(argv)
     if args.export:
         export(args.out)
@@ -324,7 +338,7 @@ def main(argv: list[str] | None = None) -> None:
     else:
         config = Config(seed=args.seed, steps=args.steps, minutes=args.minutes, batch=args.batch, size=args.size,
                         width=args.width, lr=args.lr, threads=args.threads, workers=args.workers,
-                        log_every=args.log_every)
+                        log_every=args.log_every, init=str(args.init) if args.init else None)
     if config.steps is None and config.minutes is None:
         parser.error("give --steps or --minutes")
     train(args.out, config, resume=args.resume)
