@@ -121,6 +121,30 @@ def test_a_recompressed_jpeg_mark_is_still_removed(engine: TextEngine) -> None:
     assert np.array_equal(out[far], decoded[far])
 
 
+def test_the_text_pass_keeps_lines_another_engine_cleaned_and_fills_the_others(engine: TextEngine) -> None:
+    clean = photo(1200, 800, 51)
+    marked, mask = add_text_watermark(clean, "SAMPLE", 0.6, seed=51)
+    restored = marked.copy()
+    restored[mask] = clean[mask]  # as if the mark engine had un-blended this line
+
+    assert np.array_equal(engine.clean(marked, after=restored.copy()), restored)
+    # Where the other engine changed nothing, the line is filled as without it.
+    alone = engine.clean(marked)
+    assert np.array_equal(engine.clean(marked, after=marked.copy()), alone)
+    assert mae_inside(alone, clean, mask) <= mae_inside(marked, clean, mask) / 2
+
+
+def test_the_text_pass_fills_only_text_the_other_detector_believes_is_a_mark(engine: TextEngine) -> None:
+    clean = photo(1200, 800, 52)
+    marked, mask = add_text_watermark(clean, "SAMPLE", 0.6, seed=52)
+    doubted = np.zeros(marked.shape[:2], np.uint8)  # e.g. scene text the segmenter has learnt is no mark
+
+    assert np.array_equal(engine.clean(marked, after=marked.copy(), belief=doubted), marked)
+    believed = np.where(mask, 120, 0).astype(np.uint8)  # about half sure on the letters, sure of nothing around
+    out = engine.clean(marked, after=marked.copy(), belief=believed)
+    assert mae_inside(out, clean, mask) <= mae_inside(marked, clean, mask) / 2
+
+
 def test_progress_rises_to_100(any_engine: Engine) -> None:
     clean = photo(800, 600, 41)
     marked, _ = add_text_watermark(clean, "SAMPLE", 0.6, seed=41)

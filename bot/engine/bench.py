@@ -69,8 +69,9 @@ def _cleaner(load: Callable[[], TextEngine | MarkEngine]) -> Method:
 METHODS: dict[str, Callable[[], Method]] = {
     "noop": lambda: _noop,
     "oracle_telea": lambda: _oracle_telea,
-    "text_engine": lambda: _cleaner(TextEngine.load),  # the engine the bot uses
-    "mark_engine": lambda: _cleaner(MarkEngine.load),  # the segmenter and un-blending, in development
+    "text_engine": lambda: _cleaner(TextEngine.load),  # the first engine: PP-OCR text lines, inpainted
+    "mark_network": lambda: _cleaner(lambda: MarkEngine.load(text=False)),  # the segmenter and un-blending alone
+    "mark_engine": lambda: _cleaner(MarkEngine.load),  # ...then the text engine on the lines they left alone
 }
 
 

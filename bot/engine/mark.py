@@ -12,6 +12,11 @@
    to 10000 x 10000 and time follows the marks' area), each pixel's snapped coverage gives its opacity; the
    blend is inverted below FEATHER_FROM, inpainted at unblend.OPAQUE and above, and mixed in between so the seam
    does not show. Only pixels whose opacity exceeds CHANGED are written; every other pixel is copied exactly.
+4. The text engine (bot.engine.text, the PP-OCR detector) then looks at the original image, and the text lines
+   in which the steps above changed nothing are inpainted as that engine does, if the segmenter gave their ink
+   some belief (text.MIN_BELIEF): the network still misses text marks (big ones above all) that it half sees and
+   the OCR detector finds, while scene text, which the OCR detector finds too, the network has learnt is no mark.
+   Where both see a mark the un-blending is kept, as it restores the photo rather than inventing it.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from bot.engine import inpaint
 from bot.engine.progress import Progress
 from bot.engine.rgb import as_rgb
 from bot.engine.segmenter import PROXY_MAX_SIDE, Segmentation, Segmenter
+from bot.engine.text import TextEngine
 from bot.engine.unblend import FIT_SAMPLES, OPAQUE, coverage, fit_blend, invert
 
 __all__ = ["DEFAULT_SEGMENTER", "MarkEngine", "Marks"]
@@ -57,6 +63,7 @@ TILE_MARGIN = 16  # px of context around a tile for inpainting; only the tile it
 
 # Where the progress bar stands: after the segmenter, then spread over the tiles.
 PROGRESS_SEGMENTED = 30
+PROGRESS_MARKS = 70  # with the text pass: where the bar stands once the network's marks are removed
 PROGRESS_DONE = 100
 
 
@@ -235,21 +242,26 @@ def _clean_tile(tile: np.ndarray, marks: Marks, y0: int, x0: int, sy: float, sx:
 
 
 class MarkEngine:
-    """Finds watermarks with the segmenter and un-blends them; see the module docstring."""
+    """Finds watermarks with the segmenter and un-blends them; then, when it has one, lets the text engine fill
+    the text lines the network left alone (see the module docstring)."""
 
-    def __init__(self, segmenter: Segmenter, proxy_side: int = PROXY_MAX_SIDE) -> None:
-        """Wrap an opened segmenter; use MarkEngine.load() instead."""
+    def __init__(self, segmenter: Segmenter, text: TextEngine | None = None,
+                 proxy_side: int = PROXY_MAX_SIDE) -> None:
+        """Wrap an opened segmenter (and text engine); use MarkEngine.load() instead."""
         self._segmenter = segmenter
+        self._text = text
         self._proxy_side = proxy_side
         # One clean at a time: the segmenter and the tiles already use both cores, and memory stays predictable.
         self._lock = threading.Lock()
 
     @classmethod
-    def load(cls, model_path: Path | None = None, *, threads: int = DEFAULT_THREADS) -> MarkEngine:
-        """Open the segmenter; a missing or corrupt model raises EngineBroken with a clear detail."""
+    def load(cls, model_path: Path | None = None, *, threads: int = DEFAULT_THREADS, text: bool = True
+             ) -> MarkEngine:
+        """Open the segmenter (and the text engine's detector unless text=False); a missing or corrupt model
+        raises EngineBroken with a clear detail."""
         path = Path(model_path) if model_path is not None else DEFAULT_SEGMENTER
         started = time.perf_counter()
-        engine = cls(Segmenter.load(path, threads=threads))
+        engine = cls(Segmenter.load(path, threads=threads), TextEngine.load(threads=threads) if text else None)
         log.info("mark engine loaded from %s in %.2f s", path, time.perf_counter() - started)
         return engine
 
@@ -257,14 +269,23 @@ class MarkEngine:
         """rgb: HxWx3 uint8 RGB. Returns a new HxWx3 uint8 array; only pixels of found marks change."""
         rgb = as_rgb(rgb)
         report = Progress(progress)
+        share = PROGRESS_MARKS if self._text is not None else PROGRESS_DONE
         with self._lock:
             started = time.perf_counter()
             report(0)
-            marks = find_marks(self._segmenter.predict(rgb, self._proxy_side), rgb)
+            seen = self._segmenter.predict(rgb, self._proxy_side)
+            marks = find_marks(seen, rgb)
             found = time.perf_counter()
-            report(PROGRESS_SEGMENTED)
-            out = remove(rgb, marks, report)
+            report(PROGRESS_SEGMENTED * share // PROGRESS_DONE)
+            out = remove(rgb, marks, lambda p: report(p * share // PROGRESS_DONE))
+            removed = time.perf_counter()
+            if self._text is not None:
+                span = PROGRESS_DONE - share
+                belief = cv2.resize(np.rint(seen.mask * 255).astype(np.uint8), (rgb.shape[1], rgb.shape[0]),
+                                    interpolation=cv2.INTER_LINEAR)
+                out = self._text.clean(rgb, lambda p: report(share + span * p // PROGRESS_DONE), after=out,
+                                       belief=belief)
             report(PROGRESS_DONE)
-            log.debug("cleaned %dx%d: %d marks; find %.2f s, remove %.2f s", rgb.shape[1], rgb.shape[0],
-                      marks.count, found - started, time.perf_counter() - found)
+            log.debug("cleaned %dx%d: %d marks; find %.2f s, remove %.2f s, text %.2f s", rgb.shape[1],
+                      rgb.shape[0], marks.count, found - started, removed - found, time.perf_counter() - removed)
             return out

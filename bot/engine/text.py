@@ -1,6 +1,6 @@
 """The first local engine: finds text-like overlays with the PP-OCR detector bundled in rapidocr and inpaints them.
 
-Kept as a baseline for `unmark bench engine`; the bot uses bot.engine.mark.MarkEngine.
+The mark engine (bot.engine.mark) runs it after its own network, on the text lines the network left alone.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from bot.engine.inpaint import fill, paste
@@ -27,6 +28,8 @@ DETECTOR_PACKAGE = "rapidocr_onnxruntime"
 DETECTOR_FILE = Path("models") / "ch_PP-OCRv4_det_infer.onnx"
 DEFAULT_THREADS = 2
 # Where the progress bar stands after each stage; the inpainting of regions spreads over the gap in between.
+MIN_BELIEF = 0.15  # see TextEngine.clean(belief=...); chosen on the val split
+BELIEF_REACH = 4  # px: ink this close together is one word, judged as a whole
 PROGRESS_START = 0
 PROGRESS_DETECTED = 30
 PROGRESS_FILLED = 95
@@ -63,8 +66,16 @@ class TextEngine:
         log.info("text engine loaded from %s in %.2f s", path, time.perf_counter() - started)
         return engine
 
-    def clean(self, rgb: np.ndarray, progress: Callable[[int], None] | None = None) -> np.ndarray:
-        """rgb: HxWx3 uint8 RGB. Returns a new HxWx3 uint8 array; only pixels inside detected text change."""
+    def clean(self, rgb: np.ndarray, progress: Callable[[int], None] | None = None, *,
+              after: np.ndarray | None = None, belief: np.ndarray | None = None) -> np.ndarray:
+        """rgb: HxWx3 uint8 RGB. Returns a new HxWx3 uint8 array; only pixels inside detected text change.
+
+        after: another engine's result for the same rgb. Text lines it changed anything in are left as it left
+        them (it knows that mark better), and the other lines are filled into it, in place (no second copy of a
+        huge image), and it is returned.
+        belief: HxW uint8, another detector's probability (x 255) that a pixel belongs to a mark. Text whose
+        mean belief is under MIN_BELIEF is left alone: the OCR detector finds all text, scene text too, and a
+        detector trained to tell marks from scene text settles which of it is a mark."""
         rgb = as_rgb(rgb)
         report = Progress(progress)
         with self._lock:
@@ -75,14 +86,19 @@ class TextEngine:
             detected = time.perf_counter()
             report(PROGRESS_DETECTED)
 
-            out = rgb.copy()
+            out = rgb.copy() if after is None else as_rgb(after)
+            boxes = [np.s_[r.y0 : r.y1, r.x0 : r.x1] for r in regions]
+            # What the other engine changed, per region, before any fill here changes `out`.
+            handled = [None if after is None else np.any(out[box] != rgb[box], axis=2) for box in boxes]
             radius = dilation_radius(width, height)
             changed = 0
-            for index, region in enumerate(regions):
-                crop = rgb[region.y0 : region.y1, region.x0 : region.x1]
-                mask = ink_mask(crop, region.line_mask, radius)
-                if mask is not None:
-                    paste(out[region.y0 : region.y1, region.x0 : region.x1], fill(crop, mask), mask)
+            for index, (region, box, done) in enumerate(zip(regions, boxes, handled)):
+                lines = region.line_mask if done is None else _untouched(region.line_mask, done)
+                mask = ink_mask(rgb[box], lines, radius) if lines.any() else None
+                if mask is not None and belief is not None:
+                    mask = _believed(mask, belief[box])
+                if mask is not None and mask.any():
+                    paste(out[box], fill(rgb[box], mask), mask)
                     changed += int(np.count_nonzero(mask))
                 span = PROGRESS_FILLED - PROGRESS_DETECTED
                 report(PROGRESS_DETECTED + span * (index + 1) // len(regions))
@@ -97,3 +113,23 @@ class TextEngine:
                 time.perf_counter() - detected,
             )
             return out
+
+
+def _believed(mask: np.ndarray, belief: np.ndarray) -> np.ndarray:
+    """The parts of an ink mask (words: ink within BELIEF_REACH px of each other) whose mean belief is at least
+    MIN_BELIEF."""
+    size = 2 * BELIEF_REACH + 1
+    count, parts = cv2.connectedComponents(cv2.dilate(mask, np.ones((size, size), np.uint8)), connectivity=8)
+    ink = mask > 0
+    sums = np.bincount(parts[ink], weights=belief[ink], minlength=count)
+    pixels = np.bincount(parts[ink], minlength=count)
+    kept = sums >= MIN_BELIEF * 255 * np.maximum(pixels, 1)
+    kept[0] = False
+    return np.where(kept[parts] & ink, mask, 0).astype(mask.dtype)
+
+
+def _untouched(line_mask: np.ndarray, handled: np.ndarray) -> np.ndarray:
+    """The text lines of a region's line mask that contain no handled pixel."""
+    _, lines = cv2.connectedComponents(line_mask, connectivity=8)
+    touched = np.unique(lines[handled & (line_mask > 0)])
+    return np.where(np.isin(lines, touched, invert=True) & (lines > 0), 1, 0).astype(np.uint8)
