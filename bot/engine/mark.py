@@ -45,7 +45,7 @@ log = logging.getLogger(__name__)
 DEFAULT_SEGMENTER = Path(__file__).parent / "models" / "segmenter.onnx"
 DEFAULT_THREADS = 2
 
-MARK_PROBABILITY = 0.7  # a proxy pixel is part of a mark above this probability (chosen on the val split)
+MARK_PROBABILITY = 0.8  # a proxy pixel is part of a mark above this probability (chosen on the val split)
 MIN_AREA = 6  # proxy px: smaller specks are noise, not marks
 REACH = 2  # proxy px around a mark where its soft edges may still lie
 FIT_BAND = 5  # proxy px from the edge of the inpainted hole within which B is trusted for fitting
@@ -118,7 +118,10 @@ def find_marks(seen: Segmentation, rgb: np.ndarray) -> Marks:
     )
     owner = np.where(region, groups, 0)  # a region pixel belongs to the group whose pieces it surrounds
     # Many small marks are the repeats of one tiled mark: they share one fit, made on all of them at once.
-    shared = fit_blend(*samples.at(usable)) if count - 1 >= REPEATS else None
+    # Large marks are fitted on their own, so only the small ones count as repeats and go into the shared fit.
+    small = np.bincount(groups[marked], minlength=count) < LARGE_MARK * h * w
+    small[0] = False
+    shared = fit_blend(*samples.at(usable & small[groups])) if np.count_nonzero(small) >= REPEATS else None
     colour = np.zeros((h, w, 3), np.float32)
     opacity = np.zeros((h, w), np.float32)
     fill = np.zeros((h, w), bool)
@@ -128,7 +131,7 @@ def find_marks(seen: Segmentation, rgb: np.ndarray) -> Marks:
         box = np.s_[y : y + bh, x : x + bw]
         own = owner[box] == group
         core = own & marked[box]
-        if shared is not None and np.count_nonzero(core) < LARGE_MARK * h * w:
+        if shared is not None and small[group]:
             blend = shared
         else:
             blend = fit_blend(*samples.at(core & usable[box], box))
