@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages that watermark synthesis and `unmark bench engine` draw photos, fonts and logos from
 # (bot/engine/assets.py lists which file belongs to the train, val or test split). Idempotent: packages already
-# installed are skipped, and with all of them present nothing is downloaded. About 410 MB of .debs in all.
+# installed are skipped, and with all of them present nothing is downloaded. About 380 MB of .debs in all.
 #
 #   sudo benchmarks/assets.sh      (or as root; Debian 12 "bookworm")
 set -euo pipefail
@@ -12,7 +12,6 @@ PACKAGES=(
   plasma-workspace-wallpapers    # 11 photos (7 train, 4 val) + 19 artworks
   opencv-doc                     # 22 small photos (18 train, 4 val), scene text (segmented words; test: scenetext01-06)
   ukui-wallpapers                # 12 artworks
-  gnome-backgrounds              # 10 artworks
   # photos: validation (never trained on, never the benchmark's table)
   lomiri-wallpapers-20.04        # 2 photos
   # photos: test (held out)

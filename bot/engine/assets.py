@@ -5,8 +5,7 @@ The split never changes with what happens to be installed: a file belongs to a s
 opencv-doc, the file name) it comes from, so the benchmark's held-out set stays unseen by training.
 
 - train photos: mate-backgrounds nature (12), plasma-workspace-wallpapers photos (7) and artwork (19), UKUI
-  artwork (12) and GNOME artwork (10: sharp-edged graphics the network must learn are not marks), opencv-doc
-  `examples/data` photos (18), scikit-image's sample photos (14, when the `[train]` extra installed it);
+  artwork (12: sharp-edged graphics the network must learn are not marks), opencv-doc `examples/data` photos (18);
   scene text (no mark): opencv-doc `scenetext_segmented_word01-04`; fonts: DejaVu, Liberation 2, Noto
   Sans/Serif/Mono/Display (Latin), WenQuanYi Micro Hei (CJK); logos: Oxygen icons (256 px; 128 px apps).
 - val photos (never trained on; for choosing thresholds and measuring false marks without touching the test
@@ -22,7 +21,6 @@ When nothing is installed every list is empty and synthesis falls back to proced
 from __future__ import annotations
 
 import functools
-import importlib.util
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -71,12 +69,6 @@ OPENCV_PHOTOS = ("aero1", "aero3", "aloeL", "apple", "baboon", "Blender_Suzanne1
 VAL_OPENCV_PHOTOS = ("building", "home", "messi5", "stuff")
 UKUI_ARTWORK = ("2004default.jpg", "calla.png", "city.png", "desert.png", "firstgeneration.jpg", "fluent-color.png",
                 "focal-ubuntukylin.png", "goldfish.png", "rhythm.jpg", "rollpaper.png", "string.jpg", "the-mouse.jpg")
-GNOME_ARTWORK = tuple(f"{name}-{shade}.webp" for name in ("adwaita", "grid", "licorice", "truchet", "wood")
-                      for shade in "dl")  # not symbolic/pixels (icons: too like marks) nor vnc (flat grey)
-# scikit-image's bundled samples that are photographs (colour, or grey textures and scenes), not drawings.
-SKIMAGE_PHOTOS = ("astronaut.png", "brick.png", "camera.png", "chelsea.png", "coffee.png", "coins.png", "grass.png",
-                  "gravel.png", "hubble_deep_field.jpg", "ihc.png", "moon.png", "motorcycle_left.png", "retina.jpg",
-                  "rocket.jpg")
 LOMIRI_ARTWORK = ("umang_by_Abhishek_Mudgal.jpg",)  # a colour gradient, not a photograph
 # lomiri-wallpapers-20.04 shares the folder and the "_by_" naming with 16.04; its photos are the val split's and
 # its artworks are left out, so none of them may fall into the test glob.
@@ -145,10 +137,6 @@ def photo_sources() -> tuple[PhotoSource, ...]:
                     _existing(OPENCV_DATA / f"{name}.jpg" for name in OPENCV_PHOTOS)),
         PhotoSource("ukui-artwork", "ukui-wallpapers", "train", "photo",
                     _existing(BACKGROUNDS / name for name in UKUI_ARTWORK)),
-        PhotoSource("gnome-artwork", "gnome-backgrounds", "train", "photo",
-                    _existing(BACKGROUNDS / "gnome" / name for name in GNOME_ARTWORK)),
-        PhotoSource("skimage-data", "scikit-image", "train", "photo",
-                    _existing(_skimage_data() / name for name in SKIMAGE_PHOTOS)),
         PhotoSource("opencv-scenetext-words", "opencv-doc", "train", "scenetext",
                     _existing(OPENCV_TEXT / f"scenetext_segmented_word0{i}.jpg" for i in range(1, 5))),
         PhotoSource("lomiri-20.04", "lomiri-wallpapers-20.04", "val", "photo",
@@ -246,13 +234,6 @@ def _largest_wallpaper(folder: Path) -> Path:
         else:
             bigger.append((w * h, path.name, path))
     return min(fitting or bigger)[2] if fitting or bigger else folder / "missing"
-
-
-def _skimage_data() -> Path:
-    """scikit-image's bundled sample folder, found without importing the package (a training-only dependency)."""
-    spec = importlib.util.find_spec("skimage")
-    origin = spec.origin if spec is not None else None
-    return Path(origin).parent / "data" if origin else Path("/nonexistent")
 
 
 def _existing(paths: Iterable[Path]) -> tuple[Path, ...]:

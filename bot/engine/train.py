@@ -18,7 +18,7 @@ run. The note records the checkpoint it started from.
 
 Data: every batch is drawn on the fly by ``synth.synthesize`` from the *train* split of assets.py (photos, fonts,
 logos), families text/tiled/logo/stamp plus about 22 % clean and scene-text negatives, every photo first jittered
-(exposure, colour, blur, noise: synth.py) so that 92 photos look like many more. Each sample is drawn on a canvas
+(exposure, colour, blur, noise: synth.py) so that 68 photos look like many more. Each sample is drawn on a canvas
 of a random side in CANVAS_SIDES (marks are sized relative to the canvas) and then cut to the --size crop, centred
 near a marked pixel when there is one: the network so sees marks at several scales relative to its window, which
 is what it meets on a downscaled proxy of a whole photo. Batches come from one DataLoader worker so that data and
@@ -60,7 +60,7 @@ __all__ = ["Config", "SyntheticBatches", "export", "losses", "main", "train"]
 
 FAMILY_WEIGHTS = {"text": 0.25, "tiled": 0.2, "logo": 0.19, "stamp": 0.14, "clean": 0.15, "scenetext": 0.07}
 CANVAS_SIDES = (256, 320, 384, 448, 512)  # a sample's mark is drawn relative to one of these, then cropped
-PHOTO_MAX_PIXELS = 1_500_000  # photos are decoded once per worker at most this big (92 photos ≈ 360 MB)
+PHOTO_MAX_PIXELS = 1_500_000  # photos are decoded once per worker at most this big (68 photos ≈ 310 MB)
 CHECKPOINT_MINUTES = 3.0
 WARMUP_STEPS = 100  # linear warm-up ends after this many steps or WARMUP_FRACTION of the budget, if sooner
 WARMUP_FRACTION = 0.03
