@@ -27,9 +27,9 @@ log = logging.getLogger(__name__)
 DETECTOR_PACKAGE = "rapidocr_onnxruntime"
 DETECTOR_FILE = Path("models") / "ch_PP-OCRv4_det_infer.onnx"
 DEFAULT_THREADS = 2
-# Where the progress bar stands after each stage; the inpainting of regions spreads over the gap in between.
 MIN_BELIEF = 0.15  # see TextEngine.clean(belief=...); chosen on the val split
 BELIEF_REACH = 4  # px: ink this close together is one word, judged as a whole
+# Where the progress bar stands after each stage; the inpainting of regions spreads over the gap in between.
 PROGRESS_START = 0
 PROGRESS_DETECTED = 30
 PROGRESS_FILLED = 95
@@ -68,7 +68,8 @@ class TextEngine:
 
     def clean(self, rgb: np.ndarray, progress: Callable[[int], None] | None = None, *,
               after: np.ndarray | None = None, belief: np.ndarray | None = None) -> np.ndarray:
-        """rgb: HxWx3 uint8 RGB. Returns a new HxWx3 uint8 array; only pixels inside detected text change.
+        """rgb: HxWx3 uint8 RGB. Returns a new HxWx3 uint8 array (`after` itself when given); only pixels inside
+        detected text change.
 
         after: another engine's result for the same rgb. Text lines it changed anything in are left as it left
         them (it knows that mark better), and the other lines are filled into it, in place (no second copy of a
