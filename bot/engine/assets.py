@@ -9,7 +9,8 @@ opencv-doc, the file name) it comes from, so the benchmark's held-out set stays 
   scene text (no mark): opencv-doc `scenetext_segmented_word01-04`; fonts: DejaVu, Liberation 2, Noto
   Sans/Serif/Mono/Display (Latin), WenQuanYi Micro Hei (CJK); logos: Oxygen icons (256 px; 128 px apps).
 - val photos (never trained on; for choosing thresholds and measuring false marks without touching the test
-  set): lomiri-wallpapers-20.04's two photos, four plasma photos, four opencv-doc photos; scene text:
+  set): lomiri-wallpapers-20.04's two photos, four plasma photos, four opencv-doc photos, scikit-image's eight
+  colour sample photos (when the `[train]` extra installed it: faces, animals, objects, space); scene text:
   `scenetext_segmented_word05`; fonts and logos: the train split's (the val set measures photos, not marks).
 - test photos: lomiri-wallpapers-16.04 (14; the one artwork, umang, is left out); scene text: opencv-doc
   `scenetext01-06`; fonts: Lato, Open Sans, Inter, URW base35, WenQuanYi Zen Hei (CJK); logos: GNOME icons
@@ -21,6 +22,7 @@ When nothing is installed every list is empty and synthesis falls back to proced
 from __future__ import annotations
 
 import functools
+import importlib.util
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,6 +71,9 @@ OPENCV_PHOTOS = ("aero1", "aero3", "aloeL", "apple", "baboon", "Blender_Suzanne1
 VAL_OPENCV_PHOTOS = ("building", "home", "messi5", "stuff")
 UKUI_ARTWORK = ("2004default.jpg", "calla.png", "city.png", "desert.png", "firstgeneration.jpg", "fluent-color.png",
                 "focal-ubuntukylin.png", "goldfish.png", "rhythm.jpg", "rollpaper.png", "string.jpg", "the-mouse.jpg")
+# scikit-image's bundled samples that are colour photographs (its other samples are grey or drawings).
+SKIMAGE_PHOTOS = ("astronaut.png", "chelsea.png", "coffee.png", "hubble_deep_field.jpg", "ihc.png",
+                  "motorcycle_left.png", "retina.jpg", "rocket.jpg")
 LOMIRI_ARTWORK = ("umang_by_Abhishek_Mudgal.jpg",)  # a colour gradient, not a photograph
 # lomiri-wallpapers-20.04 shares the folder and the "_by_" naming with 16.04; its photos are the val split's and
 # its artworks are left out, so none of them may fall into the test glob.
@@ -145,6 +150,8 @@ def photo_sources() -> tuple[PhotoSource, ...]:
                     _existing(_largest_wallpaper(WALLPAPERS / name) for name in VAL_PLASMA_PHOTOS)),
         PhotoSource("opencv-data-val", "opencv-doc", "val", "photo",
                     _existing(OPENCV_DATA / f"{name}.jpg" for name in VAL_OPENCV_PHOTOS)),
+        PhotoSource("skimage-data", "scikit-image", "val", "photo",
+                    _existing(_skimage_data() / name for name in SKIMAGE_PHOTOS)),
         PhotoSource("opencv-scenetext-words-val", "opencv-doc", "val", "scenetext",
                     _existing([OPENCV_TEXT / "scenetext_segmented_word05.jpg"])),
         PhotoSource("lomiri-16.04", "lomiri-wallpapers-16.04", "test", "photo",
@@ -234,6 +241,13 @@ def _largest_wallpaper(folder: Path) -> Path:
         else:
             bigger.append((w * h, path.name, path))
     return min(fitting or bigger)[2] if fitting or bigger else folder / "missing"
+
+
+def _skimage_data() -> Path:
+    """scikit-image's bundled sample folder, found without importing the package (a `[train]`-only dependency);
+    a path that does not exist when it is not installed."""
+    spec = importlib.util.find_spec("skimage")
+    return Path(spec.origin).parent / "data" if spec is not None and spec.origin else Path("/nonexistent")
 
 
 def _existing(paths: Iterable[Path]) -> tuple[Path, ...]:
