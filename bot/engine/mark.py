@@ -284,8 +284,11 @@ class MarkEngine:
             removed = time.perf_counter()
             if self._text is not None:
                 span = PROGRESS_DONE - share
-                belief = cv2.resize(np.rint(seen.mask * 255).astype(np.uint8), (rgb.shape[1], rgb.shape[0]),
-                                    interpolation=cv2.INTER_LINEAR)
+                (ph, pw), (height, width) = seen.mask.shape, rgb.shape[:2]
+
+                def belief(y: int, x: int, h: int, w: int) -> np.ndarray:
+                    return _upsample(seen.mask, y, x, h, w, ph / height, pw / width)
+
                 out = self._text.clean(rgb, lambda p: report(share + span * p // PROGRESS_DONE), after=out,
                                        belief=belief)
             report(PROGRESS_DONE)

@@ -20,7 +20,7 @@ from bot.engine.progress import Progress
 from bot.engine.rgb import as_rgb
 from bot.engine.textmask import Detector, dilation_radius, ink_mask, line_regions
 
-__all__ = ["DEFAULT_MODEL", "TextEngine"]
+__all__ = ["DEFAULT_MODEL", "Belief", "TextEngine"]
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +47,9 @@ def _default_model() -> Path:
 
 DEFAULT_MODEL: Path = _default_model()
 
+# (y0, x0, height, width) of a full-resolution window -> that window's HxW probabilities (0..1) of being a mark.
+Belief = Callable[[int, int, int, int], np.ndarray]
+
 
 class TextEngine:
     """Finds text-like overlays with the PP-OCR detector and inpaints them."""
@@ -67,15 +70,16 @@ class TextEngine:
         return engine
 
     def clean(self, rgb: np.ndarray, progress: Callable[[int], None] | None = None, *,
-              after: np.ndarray | None = None, belief: np.ndarray | None = None) -> np.ndarray:
+              after: np.ndarray | None = None, belief: Belief | None = None) -> np.ndarray:
         """rgb: HxWx3 uint8 RGB. Returns a new HxWx3 uint8 array (`after` itself when given); only pixels inside
         detected text change.
 
         after: another engine's result for the same rgb. Text lines it changed anything in are left as it left
         them (it knows that mark better), and the other lines are filled into it, in place (no second copy of a
         huge image), and it is returned.
-        belief: HxW uint8, another detector's probability (x 255) that a pixel belongs to a mark. Text whose
-        mean belief is under MIN_BELIEF is left alone: the OCR detector finds all text, scene text too, and a
+        belief: another detector's probability that a pixel belongs to a mark, asked for each text region's
+        window only (so no full-size plane is made for a huge image). Text whose mean belief is under MIN_BELIEF
+        is left alone: the OCR detector finds all text, scene text too, and a
         detector trained to tell marks from scene text settles which of it is a mark."""
         rgb = as_rgb(rgb)
         report = Progress(progress)
@@ -97,7 +101,7 @@ class TextEngine:
                 lines = region.line_mask if done is None else _untouched(region.line_mask, done)
                 mask = ink_mask(rgb[box], lines, radius) if lines.any() else None
                 if mask is not None and belief is not None:
-                    mask = _believed(mask, belief[box])
+                    mask = _believed(mask, belief(region.y0, region.x0, *mask.shape))
                 if mask is not None and mask.any():
                     paste(out[box], fill(rgb[box], mask), mask)
                     changed += int(np.count_nonzero(mask))
@@ -117,14 +121,14 @@ class TextEngine:
 
 
 def _believed(mask: np.ndarray, belief: np.ndarray) -> np.ndarray:
-    """The parts of an ink mask (words: ink within BELIEF_REACH px of each other) whose mean belief is at least
-    MIN_BELIEF."""
+    """The parts of an ink mask (words: ink within BELIEF_REACH px of each other) whose mean belief (the same
+    window's probabilities, 0..1) is at least MIN_BELIEF."""
     size = 2 * BELIEF_REACH + 1
     count, parts = cv2.connectedComponents(cv2.dilate(mask, np.ones((size, size), np.uint8)), connectivity=8)
     ink = mask > 0
     sums = np.bincount(parts[ink], weights=belief[ink], minlength=count)
     pixels = np.bincount(parts[ink], minlength=count)
-    kept = sums >= MIN_BELIEF * 255 * np.maximum(pixels, 1)
+    kept = sums >= MIN_BELIEF * np.maximum(pixels, 1)
     kept[0] = False
     return np.where(kept[parts] & ink, mask, 0).astype(mask.dtype)
 
