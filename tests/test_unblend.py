@@ -210,6 +210,42 @@ def test_a_mark_seen_where_there_is_none_is_left_alone() -> None:
     assert np.array_equal(mark.remove(photo, marks), photo)
 
 
+def test_a_mark_the_network_is_not_sure_of_anywhere_is_left_alone() -> None:
+    clean = _photo(600, 900, seed=4)
+    alpha = _text_alpha(600, 900, opacity=0.5)
+    marked = _blend(clean, alpha, (255, 255, 255))
+    seen = _truth_segmentation(marked, alpha, (255, 255, 255), side=320)
+
+    doubted = mark.find_marks(seen._replace(mask=seen.mask * 0.99), marked)
+    believed = mark.find_marks(seen, marked)
+
+    # The same pixels at 0.99 probability everywhere (a bright sign in a photo looks like this to the network) are
+    # no mark; one pixel the network is sure of makes them one.
+    assert doubted.empty and np.array_equal(mark.remove(marked, doubted), marked)
+    assert not believed.empty
+
+
+def test_one_sure_repeat_of_a_tiled_mark_vouches_for_the_faint_others() -> None:
+    clean = _photo(600, 900, seed=6)
+    alpha = np.zeros((600, 900), np.float32)
+    for y in range(60, 600, 150):
+        for x in range(60, 900, 220):
+            alpha[y : y + 30, x : x + 120] = 0.3
+    marked = _blend(clean, alpha, (255, 255, 255))
+    truth = alpha > 0.02
+    seen = _truth_segmentation(marked, alpha, (255, 255, 255), side=320)
+    faint = seen.mask * 0.99
+    ph, pw = faint.shape
+    faint[: ph // 4, : pw // 4] = seen.mask[: ph // 4, : pw // 4]  # the top-left repeat is sure
+
+    out = mark.remove(marked, mark.find_marks(seen._replace(mask=faint), marked))
+
+    changed = np.any(out != marked, axis=2)
+    assert changed[truth].mean() > 0.95  # every repeat, not only the sure one
+    error = np.abs(out[truth].astype(float) - clean[truth]).mean()
+    assert error < np.abs(marked[truth].astype(float) - clean[truth]).mean() / 3
+
+
 def test_a_mark_of_several_colours_is_inpainted_instead_of_half_inverted() -> None:
     # A band shading from red to orange: one colour explains most of it but not all, so it is filled in, not
     # inverted with the wrong colour over half its length.

@@ -2,7 +2,9 @@
 
 1. The segmenter (bot.engine.segmenter) looks at a proxy of at most PROXY_MAX_SIDE px and gives, per proxy pixel,
    the probability of a mark. Marks are the pixels above MARK_PROBABILITY, without specks under MIN_AREA; none,
-   and the image comes back as it came, bit for bit.
+   and the image comes back as it came, bit for bit. A mark must also have a core the network is all but sure
+   of (MIN_PEAK): its false marks on photos it never saw (a sign, a bright object) reach 0.95 but seldom 0.999,
+   while real marks do; the faint repeats of a tiled mark need only one sure repeat among them.
 2. On the proxy the photo under the marks is inpainted (a smooth estimate B), nearby pieces are grouped into marks
    (the letters of a word; the repeats of a tiled mark share one fit) and each mark's colour W and opacity A are
    fitted to its pixels (unblend.fit_blend). A mark the one-colour blend explains well is un-blended; one it
@@ -47,6 +49,7 @@ DEFAULT_THREADS = 2
 
 MARK_PROBABILITY = 0.8  # a proxy pixel is part of a mark above this probability (chosen on the val split)
 MIN_AREA = 6  # proxy px: smaller specks are noise, not marks
+MIN_PEAK = 0.999  # a mark's most probable proxy pixel must reach this (chosen on the val split; see step 1)
 REACH = 2  # proxy px around a mark where its soft edges may still lie
 FIT_BAND = 5  # proxy px from the edge of the inpainted hole within which B is trusted for fitting
 REPEATS = 4  # this many marks or more are taken for the repeats of one tiled mark...
@@ -121,12 +124,20 @@ def find_marks(seen: Segmentation, rgb: np.ndarray) -> Marks:
     # Large marks are fitted on their own, so only the small ones count as repeats and go into the shared fit.
     small = np.bincount(groups[marked], minlength=count) < LARGE_MARK * h * w
     small[0] = False
-    shared = fit_blend(*samples.at(usable & small[groups])) if np.count_nonzero(small) >= REPEATS else None
+    repeats = np.count_nonzero(small) >= REPEATS
+    # A mark needs a core the segmenter is sure of; the repeats of a tiled mark are faint, and one sure repeat
+    # vouches for the rest.
+    peaks = np.zeros(count, np.float32)
+    np.maximum.at(peaks, groups[marked], seen.mask[marked])
+    sure = peaks >= MIN_PEAK
+    if repeats and (sure & small).any():
+        sure |= small
+    shared = fit_blend(*samples.at(usable & small[groups])) if repeats and (sure & small).any() else None
     colour = np.zeros((h, w, 3), np.float32)
     opacity = np.zeros((h, w), np.float32)
     fill = np.zeros((h, w), bool)
     kept = 0
-    for group in range(1, count):
+    for group in np.flatnonzero(sure):
         x, y, bw, bh = boxes[group, :4]
         box = np.s_[y : y + bh, x : x + bw]
         own = owner[box] == group
