@@ -246,16 +246,21 @@ def test_one_sure_repeat_of_a_tiled_mark_vouches_for_the_faint_others() -> None:
     assert error < np.abs(marked[truth].astype(float) - clean[truth]).mean() / 3
 
 
-def test_a_mark_of_several_colours_is_inpainted_instead_of_half_inverted() -> None:
-    # A band shading from red to orange: one colour explains most of it but not all, so it is filled in, not
-    # inverted with the wrong colour over half its length.
-    clean = _photo(600, 900, seed=12)
+def _shaded_band(rows: slice, columns: slice, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(clean, marked, alpha): a band shading from red to orange at opacity 0.6 over a 600 x 900 photo."""
+    clean = _photo(600, 900, seed=seed)
     alpha = np.zeros((600, 900), np.float32)
-    alpha[250:330, 150:750] = 0.6
+    alpha[rows, columns] = 0.6
     hue = np.tile(np.linspace(0, 30, 900, dtype=np.float32).astype(np.uint8), (600, 1))
     shaded = cv2.cvtColor(np.dstack([hue, np.full_like(hue, 255), np.full_like(hue, 255)]), cv2.COLOR_HSV2RGB)
     a = alpha[..., None]
-    marked = np.clip(np.rint(clean * (1 - a) + a * shaded), 0, 255).astype(np.uint8)
+    return clean, np.clip(np.rint(clean * (1 - a) + a * shaded), 0, 255).astype(np.uint8), alpha
+
+
+def test_a_mark_of_several_colours_is_inpainted_instead_of_half_inverted() -> None:
+    # A band shading from red to orange: one colour explains most of it but not all, so it is filled in, not
+    # inverted with the wrong colour over half its length.
+    clean, marked, alpha = _shaded_band(np.s_[250:330], np.s_[150:750], seed=12)
     truth = alpha > 0.02
     seen = _truth_segmentation(marked, alpha, (128, 128, 128), side=320)
 
@@ -272,3 +277,12 @@ def test_a_mark_of_several_colours_is_inpainted_instead_of_half_inverted() -> No
     # The fill reaches REACH proxy px (about 6 px here) around the mark, never further.
     far = ~cv2.dilate(truth.astype(np.uint8), np.ones((21, 21), np.uint8)).astype(bool)
     assert np.array_equal(out[far], marked[far])
+
+
+def test_a_mark_too_big_to_invent_is_left_alone() -> None:
+    # The same band over half the photo: inpainting it would invent half the photo, worse than any watermark.
+    clean, marked, alpha = _shaded_band(np.s_[100:400], np.s_[50:850], seed=13)
+
+    marks = mark.find_marks(_truth_segmentation(marked, alpha, (128, 128, 128), side=320), marked)
+
+    assert marks.empty and np.array_equal(mark.remove(marked, marks), marked)

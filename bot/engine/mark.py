@@ -8,8 +8,9 @@
 2. On the proxy the photo under the marks is inpainted (a smooth estimate B), nearby pieces are grouped into marks
    (the letters of a word; the repeats of a tiled mark share one fit) and each mark's colour W and opacity A are
    fitted to its pixels (unblend.fit_blend). A mark the one-colour blend explains well is un-blended; one it
-   explains mostly (a logo of several colours) is inpainted; one it explains less, or with a negligible opacity,
-   is left alone (most of the network's false marks on photos land there).
+   explains mostly (a logo of several colours) is inpainted, unless it covers more than MAX_FILL of the image;
+   one it explains less, or with a negligible opacity, is left alone (most of the network's false marks on
+   photos land there).
 3. At full resolution, tile by tile (TILE px a side, only the tiles a mark reaches, so memory stays bounded up
    to 10000 x 10000 and time follows the marks' area), each pixel's snapped coverage gives its opacity; the
    blend is inverted below FEATHER_FROM, inpainted at unblend.OPAQUE and above, and mixed in between so the seam
@@ -58,6 +59,8 @@ LARGE_MARK = 0.02  # ...except marks covering more than this fraction of the pro
 MIN_EXPLAINED = 0.8  # a mark's one-colour blend must account for this share of its differences from B...
 MIN_OPACITY = 0.04  # ...and be at least this opaque, or it is left alone
 MIN_ONE_COLOUR = 0.95  # below this share a mark is a blend of several colours and is inpainted instead
+MAX_FILL = 0.15  # ...unless it covers more than this fraction of the proxy: then it is left alone (val scores
+# alike from 0.05 up; at 12 MP one false mark filled a fifth of a photo)
 GROUP_GAP = 0.03  # of the proxy's short side: pieces closer than this are one mark (letters of a word, repeats)
 CHANGED = 0.02  # full-resolution opacity above which a pixel is rewritten (the truth's own mask threshold)
 FEATHER_FROM = 0.75  # from here up to unblend.OPAQUE the inversion is mixed with inpainting
@@ -151,7 +154,10 @@ def find_marks(seen: Segmentation, rgb: np.ndarray) -> Marks:
             continue  # not a blend at all: a sign, a shadow, the network's mistake
         if blend.explained < MIN_ONE_COLOUR:
             # A blend, but not of one colour (outlined text, a many-coloured logo): inverting it with one W would
-            # leave the rest behind, so it is inpainted like the first engine does.
+            # leave the rest behind, so it is inpainted like the first engine does; unless it is so big that
+            # inventing it would do more harm than any mark (the network's worst mistakes are such).
+            if np.count_nonzero(own) > MAX_FILL * h * w:
+                continue
             fill[box] |= own
             kept += 1
             continue
