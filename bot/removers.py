@@ -13,7 +13,7 @@ from bot.images import Image
 from bot.picwish import PicWishClient
 
 if TYPE_CHECKING:  # onnxruntime loads only when the local engine is actually used
-    from bot.engine import TextEngine
+    from bot.engine import MarkEngine
 
 Progress = Callable[[int], Awaitable[None]]
 TaskStarted = Callable[[str], Awaitable[None]]
@@ -42,7 +42,7 @@ class LocalRemover:
 
     name = "local"
 
-    def __init__(self, engine: TextEngine) -> None:
+    def __init__(self, engine: MarkEngine) -> None:
         self._engine = engine
         # The engine already uses both cores; two images at once would only thrash them.
         self._one_at_a_time = asyncio.Semaphore(1)
@@ -86,6 +86,6 @@ async def open_remover(settings: Settings) -> AsyncIterator[Remover]:
         ) as client:
             yield client
         return
-    from bot.engine import TextEngine  # onnxruntime loads only when the engine is used
+    from bot.engine import MarkEngine  # onnxruntime loads only when the engine is used
 
-    yield LocalRemover(await asyncio.to_thread(TextEngine.load))
+    yield LocalRemover(await asyncio.to_thread(MarkEngine.load))

@@ -1,8 +1,8 @@
 """The local watermark-removal engines.
 
-TextEngine (bot.engine.text) is the one the bot uses: it finds text with the PP-OCR detector and inpaints it.
-MarkEngine (bot.engine.mark), in development, finds the mark with a small segmentation network of our own and
-inverts its blend, then lets the text engine fill the text the network half saw and left; `unmark bench engine`
+MarkEngine (bot.engine.mark) is the one the bot uses: it finds the mark with a small segmentation network of
+our own and inverts its blend, then lets TextEngine fill the text the network half saw and left. TextEngine
+(bot.engine.text), the first engine, finds text with the PP-OCR detector and inpaints it; `unmark bench engine`
 compares them. onnxruntime loads only when an engine is loaded.
 """
 

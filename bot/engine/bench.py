@@ -71,7 +71,7 @@ METHODS: dict[str, Callable[[], Method]] = {
     "oracle_telea": lambda: _oracle_telea,
     "text_engine": lambda: _cleaner(TextEngine.load),  # the first engine: PP-OCR text lines, inpainted
     "mark_network": lambda: _cleaner(lambda: MarkEngine.load(text=False)),  # the segmenter and un-blending alone
-    "mark_engine": lambda: _cleaner(MarkEngine.load),  # ...then the text engine on the lines they left alone
+    "mark_engine": lambda: _cleaner(MarkEngine.load),  # ...then the text engine's pass: the bot's engine
 }
 
 

@@ -31,7 +31,7 @@ from bot import images
 from bot.errors import EngineBroken, NotAnImage, UnmarkError
 
 if TYPE_CHECKING:  # onnxruntime loads in the workers only
-    from bot.engine import TextEngine
+    from bot.engine import MarkEngine
 
 logger = logging.getLogger(__name__)
 
@@ -245,10 +245,10 @@ def _serve(conn: Connection, threads: int) -> None:
     try:
         import cv2
 
-        from bot.engine import TextEngine
+        from bot.engine import MarkEngine
 
         cv2.setNumThreads(threads)  # OpenCV would otherwise start a thread per core in every worker
-        engine = TextEngine.load(threads=threads)
+        engine = MarkEngine.load(threads=threads)
     except Exception as exc:  # a missing or corrupt model: tell the parent in one line
         conn.send(("broken", str(exc) or type(exc).__name__))
         return
@@ -266,7 +266,7 @@ def _serve(conn: Connection, threads: int) -> None:
             return
 
 
-def _clean(engine: TextEngine, job: Job, report: Callable[[int], None]) -> tuple[Any, ...]:
+def _clean(engine: MarkEngine, job: Job, report: Callable[[int], None]) -> tuple[Any, ...]:
     """Validate, clean and store one image in its own format; failures become ``("failed", code, detail)``."""
     try:
         data = job.source.read_bytes()
