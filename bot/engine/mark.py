@@ -16,11 +16,12 @@
    blend is inverted below FEATHER_FROM, inpainted at unblend.OPAQUE and above, and mixed in between so the seam
    does not show. Only pixels whose opacity exceeds CHANGED are written; every other pixel is copied exactly.
 4. The text engine (bot.engine.text, the PP-OCR detector) then looks at the original image, and the text lines
-   whose ink the steps above left mostly unchanged (under text.HANDLED_SHARE) are inpainted as that engine does,
-   if the segmenter gave their ink some belief (text.MIN_BELIEF): the network still misses text marks (big ones
-   above all), or covers only part of them, that it half sees and the OCR detector finds, while scene text, which
-   the OCR detector finds too, the network has learnt is no mark. Where the network handled a line the
-   un-blending is kept, as it restores the photo rather than inventing it.
+   whose ink the steps above left mostly unchanged (under text.HANDLED_SHARE), or still showing (text.STILL_SHARE:
+   an outline or a shadow the one-colour blend did not take), are inpainted as that engine does, if the segmenter
+   gave their ink some belief (text.MIN_BELIEF): the network still misses text marks (big ones above all), or
+   covers only part of them, that it half sees and the OCR detector finds, while scene text, which the OCR
+   detector finds too, the network has learnt is no mark. Where the network handled a line the un-blending is
+   kept, as it restores the photo rather than inventing it.
 """
 
 from __future__ import annotations

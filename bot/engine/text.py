@@ -30,6 +30,7 @@ DEFAULT_THREADS = 2
 MIN_BELIEF = 0.15  # see TextEngine.clean(belief=...); chosen on the val split
 HANDLED_SHARE = 0.8  # see TextEngine.clean(after=...); 0.5-0.9 score alike on the val split, and 0.8 redoes
 # big bold marks the network covers only two thirds of
+STILL_SHARE = 0.4  # see TextEngine.clean(after=...); 0.3-0.5 score alike on the val split
 BELIEF_REACH = 4  # px: ink this close together is one word, judged as a whole
 # Where the progress bar stands after each stage; the inpainting of regions spreads over the gap in between.
 PROGRESS_START = 0
@@ -76,9 +77,10 @@ class TextEngine:
         """rgb: HxWx3 uint8 RGB. Returns a new HxWx3 uint8 array (`after` itself when given); only pixels inside
         detected text change.
 
-        after: another engine's result for the same rgb. Text lines whose ink it changed at least HANDLED_SHARE of
-        are left as it left them (it knows that mark better); the other lines, which it missed or only began on,
-        are filled into it, in place (no second copy of a huge image), and it is returned.
+        after: another engine's result for the same rgb. Text lines whose ink it changed at least HANDLED_SHARE of,
+        and in which its result shows less than STILL_SHARE of that ink, are left as it left them (it knows that
+        mark better); the other lines, which it missed, only began on, or left visible (an outline or a shadow
+        it did not remove), are filled into it, in place (no second copy of a huge image), and it is returned.
         belief: another detector's probability that a pixel belongs to a mark, asked for each text region's
         window only (so no full-size plane is made for a huge image). Text whose mean belief is under MIN_BELIEF
         is left alone: the OCR detector finds all text, scene text too, and a
@@ -102,7 +104,9 @@ class TextEngine:
             for index, (region, box, done) in enumerate(zip(regions, boxes, handled)):
                 mask = ink_mask(rgb[box], region.line_mask, radius)
                 if mask is not None and done is not None:
-                    mask = _left_over(mask, region.line_mask, done, radius)
+                    # The text the other engine's result still shows (ink found the same way in it).
+                    still = ink_mask(out[box], region.line_mask, radius)
+                    mask = _left_over(mask, region.line_mask, done, still, radius)
                 if mask is not None and belief is not None:
                     mask = _believed(mask, belief(region.y0, region.x0, *mask.shape))
                 if mask is not None and mask.any():
@@ -136,9 +140,11 @@ def _believed(mask: np.ndarray, belief: np.ndarray) -> np.ndarray:
     return np.where(kept[parts] & ink, mask, 0).astype(mask.dtype)
 
 
-def _left_over(mask: np.ndarray, line_mask: np.ndarray, handled: np.ndarray, radius: int) -> np.ndarray:
+def _left_over(mask: np.ndarray, line_mask: np.ndarray, handled: np.ndarray, still: np.ndarray | None, radius: int
+               ) -> np.ndarray:
     """The ink mask (grown by radius) of the text lines (of a region's line mask) of whose ink less than
-    HANDLED_SHARE is handled (handled pixels grown alike, so that a line cleaned to its glyphs' edges counts whole)."""
+    HANDLED_SHARE is handled (handled pixels grown alike, so that a line cleaned to its glyphs' edges counts whole),
+    or at least STILL_SHARE still shows (in `still`, the ink mask of the handled result; None if none shows)."""
     size = 2 * radius + 1
     handled = cv2.dilate(handled.astype(np.uint8), cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size))) > 0
     # The ink is grown past its line's mask: each line takes the ink around it.
@@ -147,5 +153,7 @@ def _left_over(mask: np.ndarray, line_mask: np.ndarray, handled: np.ndarray, rad
     total = np.bincount(lines[ink], minlength=count)
     done = np.bincount(lines[ink & handled], minlength=count)
     left = done < HANDLED_SHARE * total
+    if still is not None:
+        left |= np.bincount(lines[ink & (still > 0)], minlength=count) >= STILL_SHARE * total
     left[0] = False
     return np.where(left[lines], mask, 0).astype(mask.dtype)
