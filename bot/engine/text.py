@@ -102,13 +102,16 @@ class TextEngine:
             radius = dilation_radius(width, height)
             changed = 0
             for index, (region, box, done) in enumerate(zip(regions, boxes, handled)):
-                mask = ink_mask(rgb[box], region.line_mask, radius)
-                if mask is not None and done is not None:
+                window = None if belief is None else belief(region.y0, region.x0, *region.line_mask.shape)
+                # No word can be believed where nothing reaches MIN_BELIEF (scene text, mostly): skip its ink.
+                believable = window is None or window.max() >= MIN_BELIEF
+                mask = ink_mask(rgb[box], region.line_mask, radius) if believable else None
+                if mask is not None and done is not None and done.any():
                     # The text the other engine's result still shows (ink found the same way in it).
                     still = ink_mask(out[box], region.line_mask, radius)
                     mask = _left_over(mask, region.line_mask, done, still, radius)
-                if mask is not None and belief is not None:
-                    mask = _believed(mask, belief(region.y0, region.x0, *mask.shape))
+                if mask is not None and window is not None:
+                    mask = _believed(mask, window)
                 if mask is not None and mask.any():
                     paste(out[box], fill(rgb[box], mask), mask)
                     changed += int(np.count_nonzero(mask))
