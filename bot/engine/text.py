@@ -18,7 +18,7 @@ import numpy as np
 from bot.engine.inpaint import fill, paste
 from bot.engine.progress import Progress
 from bot.engine.rgb import as_rgb
-from bot.engine.textmask import Detector, dilation_radius, ink_mask, line_regions
+from bot.engine.textmask import Detector, coarse_background, dilation_radius, ink_mask, line_regions
 
 __all__ = ["DEFAULT_MODEL", "Belief", "TextEngine"]
 
@@ -105,10 +105,12 @@ class TextEngine:
                 window = None if belief is None else belief(region.y0, region.x0, *region.line_mask.shape)
                 # No word can be believed where nothing reaches MIN_BELIEF (scene text, mostly): skip its ink.
                 believable = window is None or window.max() >= MIN_BELIEF
-                mask = ink_mask(rgb[box], region.line_mask, radius) if believable else None
+                background = coarse_background(rgb[box], region.line_mask) if believable else None
+                mask = None if background is None else ink_mask(rgb[box], region.line_mask, radius, background)
                 if mask is not None and done is not None and done.any():
-                    # The text the other engine's result still shows (ink found the same way in it).
-                    still = ink_mask(out[box], region.line_mask, radius)
+                    # The text the other engine's result still shows (ink found the same way in it, against the
+                    # same guess of the photo around the lines, which that engine left as it was).
+                    still = ink_mask(out[box], region.line_mask, radius, background)
                     mask = _left_over(mask, region.line_mask, done, still, radius)
                 if mask is not None and window is not None:
                     mask = _believed(mask, window)

@@ -168,12 +168,16 @@ def dilation_radius(width: int, height: int) -> int:
     return max(DILATE_MIN, int(round(max(width, height) * DILATE_PER_PX)))
 
 
-def ink_mask(crop: np.ndarray, line_mask: np.ndarray, radius: int) -> np.ndarray | None:
-    """The pixels of crop (HxWx3 uint8) inside line_mask that are text ink, grown by radius; None if not text."""
+def ink_mask(crop: np.ndarray, line_mask: np.ndarray, radius: int, background: np.ndarray | None = None
+             ) -> np.ndarray | None:
+    """The pixels of crop (HxWx3 uint8) inside line_mask that are text ink, grown by radius; None if not text.
+    background: coarse_background(crop, line_mask) when already known (or that of another version of the crop
+    whose surroundings are the same)."""
     lines = int(np.count_nonzero(line_mask))
     if lines == 0:
         return None
-    background = _coarse_background(crop, line_mask)
+    if background is None:
+        background = coarse_background(crop, line_mask)
     # The strongest channel difference: a coloured mark may change one channel only.
     contrast = np.max(cv2.absdiff(crop, background), axis=2)
     contrast[line_mask == 0] = 0
@@ -233,7 +237,7 @@ def _not_text(ink: np.ndarray, line_mask: np.ndarray, lines: int, stroke: float)
     return None
 
 
-def _coarse_background(crop: np.ndarray, line_mask: np.ndarray) -> np.ndarray:
+def coarse_background(crop: np.ndarray, line_mask: np.ndarray) -> np.ndarray:
     """A smooth guess of what lies under the text lines: a Telea fill at low resolution, upsampled."""
     h, w = line_mask.shape
     scale = min(1.0, REFINE_SIDE / max(h, w))
