@@ -1,6 +1,7 @@
 """The first local engine: finds text-like overlays with the PP-OCR detector bundled in rapidocr and inpaints them.
 
-The mark engine (bot.engine.mark) runs it after its own network, on the text lines the network left alone.
+The mark engine (bot.engine.mark), the bot's engine, runs it after its own network, on the text lines the
+network left alone, only began on, or left showing.
 """
 
 from __future__ import annotations
