@@ -4,7 +4,7 @@
    the probability of a mark. Marks are the pixels above MARK_PROBABILITY, without specks under MIN_AREA; none,
    and the image comes back as it came, bit for bit. A mark must also have a core the network is all but sure
    of (MIN_PEAK): its false marks on photos it never saw (a sign, a bright object) reach 0.95 but seldom 0.999,
-   while real marks do; the faint repeats of a tiled mark need only one sure repeat among them.
+   while real marks do; the faint repeats of a tiled mark need only one sure repeat of about their size.
 2. On the proxy the photo under the marks is inpainted (a smooth estimate B), nearby pieces are grouped into marks
    (the letters of a word; the repeats of a tiled mark share one fit) and each mark's colour W and opacity A are
    fitted to its pixels (unblend.fit_blend). A mark the one-colour blend explains well is un-blended; one it
@@ -57,6 +57,7 @@ REACH = 2  # proxy px around a mark where its soft edges may still lie
 FIT_BAND = 5  # proxy px from the edge of the inpainted hole within which B is trusted for fitting
 REPEATS = 4  # this many marks or more are taken for the repeats of one tiled mark...
 LARGE_MARK = 0.02  # ...except marks covering more than this fraction of the proxy, which are fitted on their own
+REPEAT_SIZES = 3.0  # a faint repeat needs an area within this factor of the sure repeats' median (val split)
 MIN_EXPLAINED = 0.8  # a mark's one-colour blend must account for this share of its differences from B...
 MIN_OPACITY = 0.04  # ...and be at least this opaque, or it is left alone
 MIN_ONE_COLOUR = 0.95  # below this share a mark is a blend of several colours and is inpainted instead
@@ -127,16 +128,18 @@ def find_marks(seen: Segmentation, rgb: np.ndarray) -> Marks:
     owner = np.where(region, groups, 0)  # a region pixel belongs to the group whose pieces it surrounds
     # Many small marks are the repeats of one tiled mark: they share one fit, made on all of them at once.
     # Large marks are fitted on their own, so only the small ones count as repeats and go into the shared fit.
-    small = np.bincount(groups[marked], minlength=count) < LARGE_MARK * h * w
+    areas = np.bincount(groups[marked], minlength=count)
+    small = areas < LARGE_MARK * h * w
     small[0] = False
     repeats = np.count_nonzero(small) >= REPEATS
-    # A mark needs a core the segmenter is sure of; the repeats of a tiled mark are faint, and one sure repeat
-    # vouches for the rest.
+    # A mark needs a core the segmenter is sure of; the repeats of a tiled mark are faint, and sure repeats vouch
+    # for the others of about their size (a star field's or a texture's specks vary more).
     peaks = np.zeros(count, np.float32)
     np.maximum.at(peaks, groups[marked], seen.mask[marked])
     sure = peaks >= MIN_PEAK
     if repeats and (sure & small).any():
-        sure |= small
+        typical = float(np.median(areas[sure & small]))
+        sure |= small & (areas >= typical / REPEAT_SIZES) & (areas <= typical * REPEAT_SIZES)
     shared = fit_blend(*samples.at(usable & small[groups])) if repeats and (sure & small).any() else None
     colour = np.zeros((h, w, 3), np.float32)
     opacity = np.zeros((h, w), np.float32)
