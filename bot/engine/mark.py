@@ -137,10 +137,11 @@ def find_marks(seen: Segmentation, rgb: np.ndarray) -> Marks:
     peaks = np.zeros(count, np.float32)
     np.maximum.at(peaks, groups[marked], seen.mask[marked])
     sure = peaks >= MIN_PEAK
+    shared = None
     if repeats and (sure & small).any():
         typical = float(np.median(areas[sure & small]))
         sure |= small & (areas >= typical / REPEAT_SIZES) & (areas <= typical * REPEAT_SIZES)
-    shared = fit_blend(*samples.at(usable & small[groups])) if repeats and (sure & small).any() else None
+        shared = fit_blend(*samples.at(usable & small[groups]))
     colour = np.zeros((h, w, 3), np.float32)
     opacity = np.zeros((h, w), np.float32)
     fill = np.zeros((h, w), bool)
@@ -268,7 +269,7 @@ def _clean_tile(tile: np.ndarray, marks: Marks, y0: int, x0: int, sy: float, sx:
 
 class MarkEngine:
     """Finds watermarks with the segmenter and un-blends them; then, when it has one, lets the text engine fill
-    the text lines the network left alone (see the module docstring)."""
+    the text lines the network left alone, only began on, or left showing (see the module docstring)."""
 
     def __init__(self, segmenter: Segmenter, text: TextEngine | None = None,
                  proxy_side: int = PROXY_MAX_SIDE) -> None:
