@@ -17,12 +17,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageDraw
 
 from bot.engine.mark import DEFAULT_SEGMENTER, MarkEngine
 from bot.engine.text import DEFAULT_MODEL, TextEngine
 from bot.errors import EngineBroken, RemovalFailed
-from tests.watermarks import add_text_watermark, encode, photo
+from tests.watermarks import add_text_watermark, encode, photo, text_font
 
 FAR = 30  # px at about 1 MP: pixels further than this from the true mark must come back untouched
 FAR_PER_PX = FAR / 1200  # the same distance relative to the long side, for bigger images
@@ -162,6 +162,30 @@ def test_the_text_pass_fills_only_text_the_other_detector_believes_is_a_mark(tex
     assert np.array_equal(text_engine.clean(marked, after=marked.copy(), belief=window(doubted)), marked)
     out = text_engine.clean(marked, after=marked.copy(), belief=window(believed))
     assert mae_inside(out, clean, mask) <= mae_inside(marked, clean, mask) / 2
+
+
+def page_of_text(lines: int, seed: int) -> np.ndarray:
+    """A photographed page: dark lines of text on light, slightly uneven paper."""
+    rng = np.random.default_rng(seed)
+    paper = np.clip(225 + rng.normal(0, 4, (800, 1200, 1)) + np.linspace(-12, 12, 1200)[None, :, None], 0, 255)
+    page = Image.fromarray(np.repeat(paper, 3, axis=2).astype(np.uint8))
+    draw = ImageDraw.Draw(page)
+    font = text_font(44)
+    words = ["invoice", "total", "paid", "amount", "number", "date", "account", "balance", "order", "terms"]
+    for line in range(lines):
+        draw.text((60, 40 + line * 80), " ".join(rng.choice(words, 4)), font=font, fill=(30, 30, 40))
+    return np.asarray(page)
+
+
+def test_the_text_pass_leaves_a_page_of_text_alone(text_engine: TextEngine) -> None:
+    # The other detector believes all of it is a mark (documents fool it), but a mark is a line or two:
+    # a picture with many lines of text is a page, and its text is what the person sent.
+    sure = lambda y, x, h, w: np.ones((h, w), np.float32)
+    page = page_of_text(9, 53)
+    assert np.array_equal(text_engine.clean(page, after=page.copy(), belief=sure), page)
+    # The same two lines alone are filled: it is the count of lines that keeps them.
+    note = page_of_text(2, 53)
+    assert np.count_nonzero(np.any(text_engine.clean(note, after=note.copy(), belief=sure) != note, axis=2)) > 5000
 
 
 def test_progress_rises_to_100(any_engine: Engine) -> None:

@@ -62,7 +62,7 @@ def photo(width: int, height: int, seed: int = 0) -> np.ndarray:
     return base
 
 
-def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
+def text_font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
     """DejaVu Sans Bold when installed, otherwise Pillow's built-in scalable font."""
     if FONT_PATH.exists():
         return ImageFont.truetype(str(FONT_PATH), size)
@@ -84,9 +84,9 @@ def add_text_watermark(
 
     # Size the font from a probe rendering so the text fits the frame whatever the aspect ratio.
     probe = 100
-    left, top, right, bottom = _font(probe).getbbox(text)
+    left, top, right, bottom = text_font(probe).getbbox(text)
     size = probe * min(TEXT_WIDTH_FRACTION * w / (right - left), TEXT_HEIGHT_FRACTION * h / (bottom - top))
-    font = _font(max(6, int(size * size_fraction)))
+    font = text_font(max(6, int(size * size_fraction)))
     left, top, right, bottom = font.getbbox(text)
     tw, th = right - left, bottom - top
     x = int(rng.integers(0, max(1, w - tw))) - left

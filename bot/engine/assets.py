@@ -11,7 +11,9 @@ opencv-doc, the file name) it comes from, so the benchmark's held-out set stays 
 - val photos (never trained on; for choosing thresholds and measuring false marks without touching the test
   set): lomiri-wallpapers-20.04's two photos, four plasma photos, four opencv-doc photos, scikit-image's eight
   colour sample photos (when the `[train]` extra installed it: faces, animals, objects, space); scene text:
-  `scenetext_segmented_word05`; fonts and logos: the train split's (the val set measures photos, not marks).
+  `scenetext_segmented_word05` and opencv-doc's and scikit-image's other photos of real text (products, a
+  newspaper, a document, a sign, a page; all grey); fonts and logos: the train split's (the val set measures
+  photos, not marks).
 - test photos: lomiri-wallpapers-16.04 (14; the one artwork, umang, is left out); scene text: opencv-doc
   `scenetext01-06`; fonts: Lato, Open Sans, Inter, URW base35, WenQuanYi Zen Hei (CJK); logos: GNOME icons
   (256 px) and opencv-doc's two OpenCV logos.
@@ -69,6 +71,8 @@ OPENCV_PHOTOS = ("aero1", "aero3", "aloeL", "apple", "baboon", "Blender_Suzanne1
                  "ela_original", "fruits", "HappyFish", "left", "leuvenA", "licenseplate_motion",
                  "orange", "pca_test1", "squirrel_cls", "starry_night")
 VAL_OPENCV_PHOTOS = ("building", "home", "messi5", "stuff")
+VAL_OPENCV_TEXT = ("box_in_scene.png", "imageTextR.png", "sudoku.png")  # real text, not marks: must stay
+VAL_SKIMAGE_TEXT = ("page.png", "text.png")
 UKUI_ARTWORK = ("2004default.jpg", "calla.png", "city.png", "desert.png", "firstgeneration.jpg", "fluent-color.png",
                 "focal-ubuntukylin.png", "goldfish.png", "rhythm.jpg", "rollpaper.png", "string.jpg", "the-mouse.jpg")
 # scikit-image's bundled samples that are colour photographs (its other samples are grey or drawings).
@@ -154,6 +158,10 @@ def photo_sources() -> tuple[PhotoSource, ...]:
                     _existing(_skimage_data() / name for name in SKIMAGE_PHOTOS)),
         PhotoSource("opencv-scenetext-words-val", "opencv-doc", "val", "scenetext",
                     _existing([OPENCV_TEXT / "scenetext_segmented_word05.jpg"])),
+        PhotoSource("opencv-text-val", "opencv-doc", "val", "scenetext",
+                    _existing(OPENCV_DATA / name for name in VAL_OPENCV_TEXT)),
+        PhotoSource("skimage-text", "scikit-image", "val", "scenetext",
+                    _existing(_skimage_data() / name for name in VAL_SKIMAGE_TEXT)),
         PhotoSource("lomiri-16.04", "lomiri-wallpapers-16.04", "test", "photo",
                     _existing(p for p in sorted(BACKGROUNDS.glob("*_by_*.jpg"))
                               if p.name not in LOMIRI_ARTWORK + LOMIRI_2004_PHOTOS + LOMIRI_2004_ARTWORK)),

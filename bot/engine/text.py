@@ -33,6 +33,7 @@ HANDLED_SHARE = 0.8  # see TextEngine.clean(after=...); 0.5-0.9 score alike on t
 # big bold marks the network covers only two thirds of
 STILL_SHARE = 0.4  # see TextEngine.clean(after=...); 0.3-0.5 score alike on the val split
 BELIEF_REACH = 4  # px: ink this close together is one word, judged as a whole
+MAX_LINES = 5  # see TextEngine.clean(after=...); chosen on the val split (its pages, signs and screens of text)
 # Where the progress bar stands after each stage; the inpainting of regions spreads over the gap in between.
 PROGRESS_START = 0
 PROGRESS_DETECTED = 30
@@ -78,10 +79,13 @@ class TextEngine:
         """rgb: HxWx3 uint8 RGB. Returns a new HxWx3 uint8 array (`after` itself when given); only pixels inside
         detected text change.
 
-        after: another engine's result for the same rgb. Text lines whose ink it changed at least HANDLED_SHARE of,
-        and in which its result shows less than STILL_SHARE of that ink, are left as it left them (it knows that
-        mark better); the other lines, which it missed, only began on, or left visible (an outline or a shadow
-        it did not remove), are filled into it, in place (no second copy of a huge image), and it is returned.
+        after: another engine's result for the same rgb. When the detector finds more than MAX_LINES text lines,
+        the text is what the picture shows (a page, a screen, a puzzle, a busy sign), not a mark, which is a line
+        or two (a tiled mark's many repeats are the other engine's to find), and nothing more is filled. Otherwise
+        the text lines whose ink it changed at least HANDLED_SHARE of, and in which its result shows less than
+        STILL_SHARE of that ink, are left as it left them (it knows that mark better); the other lines, which it
+        missed, only began on, or left visible (an outline or a shadow it did not remove), are filled into it, in
+        place (no second copy of a huge image), and it is returned.
         belief: another detector's probability that a pixel belongs to a mark, asked for each text region's
         window only (so no full-size plane is made for a huge image). Text whose mean belief is under MIN_BELIEF
         is left alone: the OCR detector finds all text, scene text too, and a
@@ -93,6 +97,9 @@ class TextEngine:
             report(PROGRESS_START)
             height, width = rgb.shape[:2]
             regions = line_regions(self._detector.probability(rgb), width, height)
+            if after is not None and len(regions) > MAX_LINES:
+                log.debug("%d text lines: the picture's own text, left to the other engine", len(regions))
+                regions = []
             detected = time.perf_counter()
             report(PROGRESS_DETECTED)
 
