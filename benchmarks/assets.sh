@@ -10,7 +10,7 @@ PACKAGES=(
   # photos: train
   mate-backgrounds               # 12 nature photos
   plasma-workspace-wallpapers    # 11 photos (7 train, 4 val) + 19 artworks
-  opencv-doc                     # 22 small photos (18 train, 4 val), scene text (segmented words; test: scenetext01-06)
+  opencv-doc                     # 22 small photos (18 train, 4 val), text photos (segmented words; val: 3 more; test: scenetext01-06)
   ukui-wallpapers                # 12 artworks
   # photos: validation (never trained on, never the benchmark's table)
   lomiri-wallpapers-20.04        # 2 photos
