@@ -18,6 +18,8 @@ PACKAGES=(
   lomiri-wallpapers-16.04        # 14 photos
   # fonts: train
   fonts-dejavu-core fonts-dejavu-extra fonts-liberation2 fonts-noto-core fonts-wqy-microhei
+  # fonts: validation (never trained on)
+  fonts-freefont-ttf fonts-roboto-unhinted
   # fonts: test (held out)
   fonts-lato fonts-open-sans fonts-inter fonts-urw-base35 fonts-wqy-zenhei
   # logos: train (Oxygen icons), test (GNOME icons; opencv-doc's OpenCV logos)

@@ -12,8 +12,8 @@ opencv-doc, the file name) it comes from, so the benchmark's held-out set stays 
   set): lomiri-wallpapers-20.04's two photos, four plasma photos, four opencv-doc photos, scikit-image's eight
   colour sample photos (when the `[train]` extra installed it: faces, animals, objects, space); scene text:
   `scenetext_segmented_word05` and opencv-doc's and scikit-image's other photos of real text (products, a
-  newspaper, a document, a sign, a page; all grey); fonts and logos: the train split's (the val set measures
-  photos, not marks).
+  newspaper, a document, a sign, a page; all grey); fonts: FreeFont and Roboto (Latin; unseen by training, like
+  the test fonts), the train split's CJK one; logos: the train split's.
 - test photos: lomiri-wallpapers-16.04 (14; the one artwork, umang, is left out); scene text: opencv-doc
   `scenetext01-06`; fonts: Lato, Open Sans, Inter, URW base35, WenQuanYi Zen Hei (CJK); logos: GNOME icons
   (256 px) and opencv-doc's two OpenCV logos.
@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import functools
 import importlib.util
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -90,6 +91,9 @@ TRAIN_FONTS = ("truetype/dejavu/DejaVuSans*.ttf", "truetype/dejavu/DejaVuSerif*.
                "truetype/noto/NotoSans-*.ttf", "truetype/noto/NotoSerif-*.ttf", "truetype/noto/NotoSansMono-*.ttf",
                "truetype/noto/NotoSansDisplay-*.ttf", "truetype/noto/NotoSerifDisplay-*.ttf")
 TRAIN_CJK_FONTS = ("truetype/wqy/wqy-microhei.ttc",)
+# Val's own Latin fonts, which training never draws either, so that val sees how marks in new fonts fare.
+VAL_FONTS = ("truetype/freefont/Free*.ttf", "truetype/roboto/unhinted/RobotoTTF/Roboto-*.ttf",
+             "truetype/roboto/unhinted/RobotoCondensed-*.ttf")
 TEST_FONTS = ("truetype/lato/Lato-*.ttf", "truetype/open-sans/OpenSans-*.ttf", "opentype/inter/Inter*.otf",
               "opentype/urw-base35/*.otf")
 TEST_CJK_FONTS = ("truetype/wqy/wqy-zenhei.ttc",)
@@ -113,8 +117,9 @@ class FontFile:
 
     @property
     def family(self) -> str:
-        """The family part of the file name (Lato-BoldItalic -> Lato), so draws can weigh families, not faces."""
-        return self.path.stem.split("-")[0]
+        """The family part of the file name (Lato-BoldItalic -> Lato; FreeSansBoldOblique -> FreeSans), so draws
+        can weigh families, not faces."""
+        return re.sub(r"(Bold|Italic|Oblique)+$", "", self.path.stem.split("-")[0])
 
     @property
     def name(self) -> str:
@@ -182,9 +187,10 @@ def photo_name(path: Path) -> str:
 
 
 def fonts(split: Split) -> tuple[FontFile, ...]:
-    """The installed font faces of one split (val draws the train split's), in a fixed order; empty when none is
-    installed."""
-    latin, cjk = (TEST_FONTS, TEST_CJK_FONTS) if split == "test" else (TRAIN_FONTS, TRAIN_CJK_FONTS)
+    """The installed font faces of one split (val has Latin fonts of its own and the train split's CJK one), in a
+    fixed order; empty when none is installed."""
+    latin = {"train": TRAIN_FONTS, "val": VAL_FONTS, "test": TEST_FONTS}[split]
+    cjk = TEST_CJK_FONTS if split == "test" else TRAIN_CJK_FONTS
     found = [FontFile(p) for pattern in latin for p in sorted(FONTS.glob(pattern))
              if not p.stem.startswith(NOT_TEXT_FONTS)]
     found += [FontFile(p, cjk=True) for pattern in cjk for p in sorted(FONTS.glob(pattern))]
