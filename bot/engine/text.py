@@ -20,6 +20,7 @@ from bot.engine.inpaint import fill, paste
 from bot.engine.progress import Progress
 from bot.engine.rgb import as_rgb
 from bot.engine.textmask import Detector, coarse_background, dilation_radius, ink_mask, line_regions
+from bot.engine.unblend import FIT_SAMPLES, fit_blend
 
 __all__ = ["DEFAULT_MODEL", "Belief", "TextEngine"]
 
@@ -34,6 +35,7 @@ HANDLED_SHARE = 0.8  # see TextEngine.clean(after=...); 0.5-0.9 score alike on t
 STILL_SHARE = 0.4  # see TextEngine.clean(after=...); 0.3-0.5 score alike on the val split
 BELIEF_REACH = 4  # px: ink this close together is one word, judged as a whole
 MAX_LINES = 5  # see TextEngine.clean(after=...); chosen on the val split (its pages, signs and screens of text)
+PAGE_OPACITY = 0.5  # ...with ink at least this opaque (val: tiled marks 0.16-0.38, pages and puzzles 0.54-1)
 # Where the progress bar stands after each stage; the inpainting of regions spreads over the gap in between.
 PROGRESS_START = 0
 PROGRESS_DETECTED = 30
@@ -54,6 +56,8 @@ DEFAULT_MODEL: Path = _default_model()
 
 # (y0, x0, height, width) of a full-resolution window -> that window's HxW probabilities (0..1) of being a mark.
 Belief = Callable[[int, int, int, int], np.ndarray]
+# One region's (belief window, coarse background, ink mask), each None when not computed or not text.
+Ink = tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None]
 
 
 class TextEngine:
@@ -79,9 +83,9 @@ class TextEngine:
         """rgb: HxWx3 uint8 RGB. Returns a new HxWx3 uint8 array (`after` itself when given); only pixels inside
         detected text change.
 
-        after: another engine's result for the same rgb. When the detector finds more than MAX_LINES text lines,
-        the text is what the picture shows (a page, a screen, a puzzle, a busy sign), not a mark, which is a line
-        or two (a tiled mark's many repeats are the other engine's to find), and nothing more is filled. Otherwise
+        after: another engine's result for the same rgb. When the detector finds more than MAX_LINES text lines
+        and their ink is opaque (PAGE_OPACITY), the text is what the picture shows (a page, a screen, a puzzle),
+        not a mark, which is a line or two or the see-through repeats of a tiled one, and nothing is filled. Otherwise
         the text lines whose ink it changed at least HANDLED_SHARE of, and in which its result shows less than
         STILL_SHARE of that ink, are left as it left them (it knows that mark better); the other lines, which it
         missed, only began on, or left visible (an outline or a shadow it did not remove), are filled into it, in
@@ -97,9 +101,6 @@ class TextEngine:
             report(PROGRESS_START)
             height, width = rgb.shape[:2]
             regions = line_regions(self._detector.probability(rgb), width, height)
-            if after is not None and len(regions) > MAX_LINES:
-                log.debug("%d text lines: the picture's own text, left to the other engine", len(regions))
-                regions = []
             detected = time.perf_counter()
             report(PROGRESS_DETECTED)
 
@@ -108,13 +109,21 @@ class TextEngine:
             # What the other engine changed, per region, before any fill here changes `out`.
             handled = [None if after is None else np.any(out[box] != rgb[box], axis=2) for box in boxes]
             radius = dilation_radius(width, height)
-            changed = 0
-            for index, (region, box, done) in enumerate(zip(regions, boxes, handled)):
+            half = (PROGRESS_FILLED - PROGRESS_DETECTED) // 2
+            inks = []
+            for index, (region, box) in enumerate(zip(regions, boxes)):
                 window = None if belief is None else belief(region.y0, region.x0, *region.line_mask.shape)
                 # No word can be believed where nothing reaches MIN_BELIEF (scene text, mostly): skip its ink.
                 believable = window is None or window.max() >= MIN_BELIEF
                 background = coarse_background(rgb[box], region.line_mask) if believable else None
                 mask = None if background is None else ink_mask(rgb[box], region.line_mask, radius, background)
+                inks.append((window, background, mask))
+                report(PROGRESS_DETECTED + half * (index + 1) // len(regions))
+            if after is not None and len(regions) > MAX_LINES and _opaque(rgb, boxes, inks):
+                log.debug("%d lines of opaque text: the picture's own, left to the other engine", len(regions))
+                inks = []
+            changed = 0
+            for index, (region, box, done, (window, background, mask)) in enumerate(zip(regions, boxes, handled, inks)):
                 if mask is not None and done is not None and done.any():
                     # The text the other engine's result still shows (ink found the same way in it, against the
                     # same guess of the photo around the lines, which that engine left as it was).
@@ -125,8 +134,7 @@ class TextEngine:
                 if mask is not None and mask.any():
                     paste(out[box], fill(rgb[box], mask), mask)
                     changed += int(np.count_nonzero(mask))
-                span = PROGRESS_FILLED - PROGRESS_DETECTED
-                report(PROGRESS_DETECTED + span * (index + 1) // len(regions))
+                report(PROGRESS_DETECTED + half + half * (index + 1) // len(regions))
             report(PROGRESS_DONE)
             log.debug(
                 "cleaned %dx%d: %d text regions, %d px filled; detect %.2f s, fill %.2f s",
@@ -138,6 +146,27 @@ class TextEngine:
                 time.perf_counter() - detected,
             )
             return out
+
+
+def _opaque(rgb: np.ndarray, boxes: list[tuple[slice, slice]], inks: list[Ink]) -> bool:
+    """Whether the believed ink of all the lines is one opaque ink (at least PAGE_OPACITY): printed text, not the
+    see-through repeats of a tiled mark. Fitted as one blend on up to FIT_SAMPLES pixels spread over the lines."""
+    rng = np.random.default_rng(0)
+    share = FIT_SAMPLES // max(1, len(boxes)) + 1
+    differences, backgrounds = [], []
+    for box, (window, background, mask) in zip(boxes, inks):
+        if mask is None or background is None:
+            continue
+        ys, xs = np.nonzero(mask if window is None else _believed(mask, window))
+        if ys.size > share:
+            pick = rng.choice(ys.size, share, replace=False)
+            ys, xs = ys[pick], xs[pick]
+        under = background[ys, xs].astype(np.float32)
+        differences.append(rgb[box][ys, xs].astype(np.float32) - under)
+        backgrounds.append(under)
+    if not differences:
+        return False
+    return fit_blend(np.concatenate(differences), np.concatenate(backgrounds)).opacity >= PAGE_OPACITY
 
 
 def _believed(mask: np.ndarray, belief: np.ndarray) -> np.ndarray:
