@@ -19,7 +19,7 @@ import numpy as np
 from bot.engine.inpaint import fill, paste
 from bot.engine.progress import Progress
 from bot.engine.rgb import as_rgb
-from bot.engine.textmask import Detector, coarse_background, dilation_radius, ink_mask, line_regions
+from bot.engine.textmask import Detector, Region, coarse_background, dilation_radius, ink_mask, line_regions
 from bot.engine.unblend import FIT_SAMPLES, fit_blend
 
 __all__ = ["DEFAULT_MODEL", "Belief", "TextEngine"]
@@ -109,21 +109,12 @@ class TextEngine:
             # What the other engine changed, per region, before any fill here changes `out`.
             handled = [None if after is None else np.any(out[box] != rgb[box], axis=2) for box in boxes]
             radius = dilation_radius(width, height)
-            half = (PROGRESS_FILLED - PROGRESS_DETECTED) // 2
-            inks = []
-            for index, (region, box) in enumerate(zip(regions, boxes)):
-                window = None if belief is None else belief(region.y0, region.x0, *region.line_mask.shape)
-                # No word can be believed where nothing reaches MIN_BELIEF (scene text, mostly): skip its ink.
-                believable = window is None or window.max() >= MIN_BELIEF
-                background = coarse_background(rgb[box], region.line_mask) if believable else None
-                mask = None if background is None else ink_mask(rgb[box], region.line_mask, radius, background)
-                inks.append((window, background, mask))
-                report(PROGRESS_DETECTED + half * (index + 1) // len(regions))
-            if after is not None and len(regions) > MAX_LINES and _opaque(rgb, boxes, inks):
+            if after is not None and len(regions) > MAX_LINES and _opaque(rgb, regions, radius, belief):
                 log.debug("%d lines of opaque text: the picture's own, left to the other engine", len(regions))
-                inks = []
+                regions = []
             changed = 0
-            for index, (region, box, done, (window, background, mask)) in enumerate(zip(regions, boxes, handled, inks)):
+            for index, (region, box, done) in enumerate(zip(regions, boxes, handled)):
+                window, background, mask = _ink(rgb, region, radius, belief)
                 if mask is not None and done is not None and done.any():
                     # The text the other engine's result still shows (ink found the same way in it, against the
                     # same guess of the photo around the lines, which that engine left as it was).
@@ -134,7 +125,8 @@ class TextEngine:
                 if mask is not None and mask.any():
                     paste(out[box], fill(rgb[box], mask), mask)
                     changed += int(np.count_nonzero(mask))
-                report(PROGRESS_DETECTED + half + half * (index + 1) // len(regions))
+                span = PROGRESS_FILLED - PROGRESS_DETECTED
+                report(PROGRESS_DETECTED + span * (index + 1) // len(regions))
             report(PROGRESS_DONE)
             log.debug(
                 "cleaned %dx%d: %d text regions, %d px filled; detect %.2f s, fill %.2f s",
@@ -148,13 +140,27 @@ class TextEngine:
             return out
 
 
-def _opaque(rgb: np.ndarray, boxes: list[tuple[slice, slice]], inks: list[Ink]) -> bool:
+def _ink(rgb: np.ndarray, region: Region, radius: int, belief: Belief | None) -> Ink:
+    """One region's belief window (None without belief), coarse background and ink mask (None when no word can be
+    believed there, or it is not text)."""
+    window = None if belief is None else belief(region.y0, region.x0, *region.line_mask.shape)
+    # No word can be believed where nothing reaches MIN_BELIEF (scene text, mostly): its ink is not looked for.
+    if window is not None and window.max() < MIN_BELIEF:
+        return window, None, None
+    crop = rgb[region.y0 : region.y1, region.x0 : region.x1]
+    background = coarse_background(crop, region.line_mask)
+    return window, background, ink_mask(crop, region.line_mask, radius, background)
+
+
+def _opaque(rgb: np.ndarray, regions: list[Region], radius: int, belief: Belief | None) -> bool:
     """Whether the believed ink of all the lines is one opaque ink (at least PAGE_OPACITY): printed text, not the
-    see-through repeats of a tiled mark. Fitted as one blend on up to FIT_SAMPLES pixels spread over the lines."""
+    see-through repeats of a tiled mark. One blend fitted to up to FIT_SAMPLES pixels spread over the lines; each
+    region's ink is found again when it is filled, so no more than one region's planes are held at a time."""
     rng = np.random.default_rng(0)
-    share = FIT_SAMPLES // max(1, len(boxes)) + 1
+    share = FIT_SAMPLES // max(1, len(regions)) + 1
     differences, backgrounds = [], []
-    for box, (window, background, mask) in zip(boxes, inks):
+    for region in regions:
+        window, background, mask = _ink(rgb, region, radius, belief)
         if mask is None or background is None:
             continue
         ys, xs = np.nonzero(mask if window is None else _believed(mask, window))
@@ -162,7 +168,7 @@ def _opaque(rgb: np.ndarray, boxes: list[tuple[slice, slice]], inks: list[Ink]) 
             pick = rng.choice(ys.size, share, replace=False)
             ys, xs = ys[pick], xs[pick]
         under = background[ys, xs].astype(np.float32)
-        differences.append(rgb[box][ys, xs].astype(np.float32) - under)
+        differences.append(rgb[region.y0 + ys, region.x0 + xs].astype(np.float32) - under)
         backgrounds.append(under)
     if not differences:
         return False
