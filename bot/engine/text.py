@@ -104,14 +104,14 @@ class TextEngine:
             detected = time.perf_counter()
             report(PROGRESS_DETECTED)
 
-            out = rgb.copy() if after is None else as_rgb(after)
-            boxes = [np.s_[r.y0 : r.y1, r.x0 : r.x1] for r in regions]
-            # What the other engine changed, per region, before any fill here changes `out`.
-            handled = [None if after is None else np.any(out[box] != rgb[box], axis=2) for box in boxes]
             radius = dilation_radius(width, height)
             if after is not None and len(regions) > MAX_LINES and _opaque(rgb, regions, radius, belief):
                 log.debug("%d lines of opaque text: the picture's own, left to the other engine", len(regions))
                 regions = []
+            out = rgb.copy() if after is None else as_rgb(after)
+            boxes = [np.s_[r.y0 : r.y1, r.x0 : r.x1] for r in regions]
+            # What the other engine changed, per region, before any fill here changes `out`.
+            handled = [None if after is None else np.any(out[box] != rgb[box], axis=2) for box in boxes]
             changed = 0
             for index, (region, box, done) in enumerate(zip(regions, boxes, handled)):
                 window, background, mask = _ink(rgb, region, radius, belief)
