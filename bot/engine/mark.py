@@ -5,6 +5,9 @@
    and the image comes back as it came, bit for bit. A mark must also have a core the network is all but sure
    of (MIN_PEAK): its false marks on photos it never saw (a sign, a bright object) reach 0.95 but seldom 0.999,
    while real marks do; the faint repeats of a tiled mark need only one sure repeat of about their size.
+   Where the network's marks repeat on a lattice, the tiled mark is first taken out of the stack of its repeats
+   (bot.engine.tiled, which pools them instead of fitting each against an inpainted guess); the steps below then
+   look only for the marks besides it.
 2. On the proxy the photo under the marks is inpainted (a smooth estimate B), nearby pieces are grouped into marks
    (the letters of a word; the repeats of a tiled mark share one fit) and each mark's colour W and opacity A are
    fitted to its pixels (unblend.fit_blend). A mark the one-colour blend explains well is un-blended; one it
@@ -37,7 +40,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from bot.engine import inpaint
+from bot.engine import inpaint, tiled
 from bot.engine.progress import Progress
 from bot.engine.rgb import as_rgb
 from bot.engine.segmenter import PROXY_MAX_SIDE, Segmentation, Segmenter
@@ -301,10 +304,15 @@ class MarkEngine:
             started = time.perf_counter()
             report(0)
             seen = self._segmenter.predict(rgb, self._proxy_side)
-            marks = find_marks(seen, rgb)
+            base, rest = rgb, seen
+            repeated = tiled.remove(rgb, seen.mask)
+            if repeated is not None:
+                base, changed, _ = repeated
+                rest = seen._replace(mask=tiled.without(seen.mask, changed))
+            marks = find_marks(rest, base)
             found = time.perf_counter()
             report(PROGRESS_SEGMENTED * share // PROGRESS_DONE)
-            out = remove(rgb, marks, lambda p: report(p * share // PROGRESS_DONE))
+            out = remove(base, marks, lambda p: report(p * share // PROGRESS_DONE))
             removed = time.perf_counter()
             if self._text is not None:
                 span = PROGRESS_DONE - share
@@ -316,6 +324,7 @@ class MarkEngine:
                 out = self._text.clean(rgb, lambda p: report(share + span * p // PROGRESS_DONE), after=out,
                                        belief=belief)
             report(PROGRESS_DONE)
-            log.debug("cleaned %dx%d: %d marks; find %.2f s, remove %.2f s, text %.2f s", rgb.shape[1],
-                      rgb.shape[0], marks.count, found - started, removed - found, time.perf_counter() - removed)
+            log.debug("cleaned %dx%d: %s, %d marks; find %.2f s, remove %.2f s, text %.2f s", rgb.shape[1],
+                      rgb.shape[0], "a tiled mark" if repeated is not None else "no tiled mark", marks.count,
+                      found - started, removed - found, time.perf_counter() - removed)
             return out
