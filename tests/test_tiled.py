@@ -37,8 +37,8 @@ def _tiled_alpha(height: int, width: int, opacity: float, step: tuple[float, flo
     alpha = np.zeros((height + 2 * eh, width + 2 * ew), np.float32)
     for row in range(-2, int(height / step[0]) + 3):
         for column in range(-2, int(width / step[1]) + 3):
-            y = int(round(row * step[0] + 40))
-            x = int(round(column * step[1] + (row % 2) * shift * step[1] + 25))
+            y = round(row * step[0] + 40)
+            x = round(column * step[1] + (row % 2) * shift * step[1] + 25)
             if 0 <= y + eh < alpha.shape[0] - eh and 0 <= x + ew < alpha.shape[1] - ew:
                 region = alpha[y + eh : y + 2 * eh, x + ew : x + 2 * ew]
                 np.maximum(region, element, out=region)

@@ -48,6 +48,7 @@ MIN_PIECES = 3  # the belief must have this many separate marks before a lattice
 FIT_REPEATS = 32  # repeats the mark is fitted on at most: those most inside the photo...
 FIT_PIXELS = 6_000_000  # ...and no more than fill this many stacked pixels (time and memory on big photos)
 MIN_REPEATS = 6  # fewer repeats in the photo average too little of it away
+ALIGN_ALL = 1  # px every repeat may then move from where the fitted lattice puts it
 ALIGN = 2  # full-resolution px each repeat may move to align with the others
 BELIEF_LEVEL = 0.25  # the mean belief over the stack above which a cell pixel may be under the mark
 NOISE_RING = 4  # px outside the mark where the stack's own noise and the photos' spread are measured
@@ -55,6 +56,7 @@ MIN_CONTRAST_TO_NOISE = 2.0  # the mark's strongest differences over the mean's 
 FULL_SHARE = 0.8  # pixels whose difference reaches this share of the 95th percentile are fully covered
 MIN_OPACITY = 0.08  # the least opacity that explains the mean's differences must reach this
 MAX_OPACITY_FACTOR = 2.5  # A may exceed its lower bound by this factor at most (few repeats give a noisy spread)
+PIECE_GAP = 4  # px: pieces of the mark closer than this are one piece when repeats share out pixels
 CHANGED = 0.02  # opacity above which a pixel is rewritten (as bot.engine.mark)
 
 
@@ -124,7 +126,7 @@ def find_lattice(belief: np.ndarray) -> tuple[float, np.ndarray, np.ndarray] | N
     vectors = np.stack([ys[order] - cy, xs[order] - cx], 1).astype(np.float64)
 
     def at(v: np.ndarray) -> float | None:
-        y, x = int(round(cy + v[0])), int(round(cx + v[1]))
+        y, x = round(cy + v[0]), round(cx + v[1])
         if not (0 <= y < ch and 0 <= x < cw):
             return None
         return float(ac[max(0, y - 1) : y + 2, max(0, x - 1) : x + 2].max())
@@ -150,7 +152,7 @@ def _refine_vector(detail: np.ndarray, ys: np.ndarray, xs: np.ndarray, v: np.nda
     """The shift within radius of v (px of detail) at which the fine detail at the sampled mark pixels (ys, xs)
     best matches itself, to a fraction of a pixel (a parabola through the best whole shift and its neighbours)."""
     h, w = detail.shape
-    vy, vx = int(round(v[0])), int(round(v[1]))
+    vy, vx = round(v[0]), round(v[1])
     # Only samples whose every shifted partner lies inside the image, so each shift is scored on the same pixels.
     keep = ((ys + vy - radius >= 0) & (ys + vy + radius < h) & (xs + vx - radius >= 0) & (xs + vx + radius < w))
     ys, xs = ys[keep], xs[keep]
@@ -284,9 +286,9 @@ def remove(rgb: np.ndarray, belief: np.ndarray) -> tuple[np.ndarray, np.ndarray,
     design = np.column_stack([np.ones(len(fit)), steps[fit]])
     (anchor, a, b), *_ = np.linalg.lstsq(design, np.array(sample, np.float64), rcond=None)
     lattice = Lattice(a, b, anchor, strength)
-    predicted = [(int(round(y)), int(round(x))) for y, x in np.column_stack([np.ones(len(points)), steps])
+    predicted = [(round(y), round(x)) for y, x in np.column_stack([np.ones(len(points)), steps])
                  @ np.stack([anchor, a, b])]
-    points, _ = _align(detail, predicted, half, box, template, radius=1)
+    points, _ = _align(detail, predicted, half, box, template, radius=ALIGN_ALL)
     for n, i in enumerate(fit):
         points[i] = sample[n]
     del detail
@@ -350,7 +352,8 @@ def _fit(stack: np.ndarray, under: np.ndarray) -> tuple[np.ndarray, np.ndarray, 
 def _paste(rgb: np.ndarray, points: list[tuple[int, int]], alpha: np.ndarray, colour: np.ndarray
            ) -> tuple[np.ndarray, np.ndarray]:
     """(the photo with every repeat un-blended, the pixels that changed). Only the mark's own pixels are visited;
-    where two repeats' windows both cover one, the repeat whose lattice point is nearer gives it."""
+    where two repeats' windows both cover one, the repeat whose piece of the mark there is nearer its middle
+    gives it."""
     height, width = rgb.shape[:2]
     out = rgb.copy()
     changed = np.zeros((height, width), bool)
@@ -358,7 +361,14 @@ def _paste(rgb: np.ndarray, points: list[tuple[int, int]], alpha: np.ndarray, co
     rows, columns = np.nonzero(alpha > CHANGED)
     if rows.size == 0:
         return out, changed
-    distance = ((rows - hy) ** 2 + (columns - hx) ** 2).astype(np.float32)
+    # A pixel's claim is as near as the middle of its piece of the mark (a glyph, or a word once glyphs closer than
+    # PIECE_GAP merge): a piece goes whole to one repeat, the one it belongs to, even where it reaches nearer to
+    # another repeat's lattice point than to its own (long words on a sheared lattice).
+    size = 2 * PIECE_GAP + 1
+    disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size))
+    _, pieces, _, centres = cv2.connectedComponentsWithStats(cv2.dilate((alpha > CHANGED).astype(np.uint8), disc))
+    offsets = centres - np.array([hx, hy])
+    distance = (offsets * offsets).sum(1).astype(np.float32)[pieces[rows, columns]]
     k = alpha[rows, columns][:, None]
     nearest = np.full((height, width), np.inf, np.float32)
     for y, x in points:
@@ -384,7 +394,7 @@ def _lattice_points(lattice: Lattice, height: int, width: int, half: tuple[int, 
     points, steps = [], []
     for i in range(-reach, reach + 1):
         for j in range(-reach, reach + 1):
-            y, x = (int(round(v)) for v in lattice.anchor + i * a + j * b)
+            y, x = (round(v) for v in lattice.anchor + i * a + j * b)
             if -half[0] < y < height + half[0] and -half[1] < x < width + half[1]:
                 points.append((y, x))
                 steps.append((i, j))
