@@ -10,15 +10,18 @@ CVPR 2017, who pool one mark over many photos). So:
    of its strongest peaks, the pair whose whole lattice of combinations the autocorrelation confirms best is kept,
    if that mean (``Lattice.strength``) reaches MIN_STRENGTH. The vectors are then refined at full resolution on the
    image's own fine detail, where the mark is the only thing that repeats.
-2. Windows of one lattice cell around every lattice point are stacked, each aligned to the stack's mean within a
-   few pixels (marks are pasted at whole pixels, so their repeats are not exactly on the lattice).
+2. Windows of one lattice cell around the lattice points are cut out. The repeats most inside the photo (up to
+   FIT_REPEATS) are aligned to their mean within ALIGN px (marks are pasted at whole pixels, so their repeats are
+   not exactly on the lattice), the lattice is fitted again to where they landed, and every other repeat is
+   aligned within ALIGN_ALL px of where that lattice puts it.
 3. The mean of the stack M is the mark over a smooth field: inpainting M under the mark gives that field B, and
    D = M - B = k (W - B) per pixel, with k = coverage x A. D alone cannot tell a faint white from a strong grey,
    but the stack can: where the mark covers fully, the photos' spread from repeat to repeat shrinks by (1 - A),
    which gives A (bounded below by the least A whose colour W = B + D / A is a colour at all).
-4. Each pixel's snapped coverage (as unblend.coverage) times A is inverted in every repeat, each pixel taken from
-   the repeat whose lattice point is nearest. A stack whose mark does not stand out of its own noise
-   (MIN_CONTRAST_TO_NOISE) is no tiled mark: nothing is changed.
+4. Each pixel's snapped coverage (as unblend.coverage) times A is inverted in every repeat; where two repeats'
+   windows overlap, each piece of the mark goes to the repeat it is nearest the middle of. A stack whose mark does
+   not stand out of what averaging leaves of the photos (MIN_CONTRAST_TO_NOISE), or is too faint to see
+   (MIN_OPACITY), is no tiled mark: nothing is changed.
 """
 
 from __future__ import annotations
@@ -43,7 +46,7 @@ MIN_STRENGTH = 0.35  # mean autocorrelation over the lattice's points (val: non-
 SPAN = 2  # the lattice's points i a + j b with |i|, |j| <= SPAN are checked
 REFINE_SCALE = 2.0  # the lattice is refined first on a copy at most this many times the proxy, then at full size
 REFINE_SAMPLES = 30_000  # mark pixels sampled for refining the lattice
-MIN_SAMPLES = 100  # a shift that keeps fewer sampled pixels inside the image is not scored
+MIN_SAMPLES = 100  # fewer sampled pixels than this (with every shifted partner in the image) refine nothing
 MIN_AREA = 6  # proxy px: smaller specks are noise (as bot.engine.mark)
 MIN_PIECES = 3  # the belief must have this many separate marks before a lattice is looked for
 FIT_REPEATS = 32  # repeats the mark is fitted on at most: those most inside the photo...
@@ -192,11 +195,11 @@ def _refine_lattice(rgb: np.ndarray, belief: np.ndarray, a: np.ndarray, b: np.nd
         factor = REFINE_SCALE / scale
         small = cv2.resize(rgb, (max(1, round(width * factor)), max(1, round(height * factor))),
                            interpolation=cv2.INTER_AREA)
-        stages.append((_fine_detail(small), REFINE_SCALE))
-    stages.append((detail, 1.0))
+        stages.append(_fine_detail(small))
+    stages.append(detail)
     vectors = [a * np.array([height / ph, width / pw]), b * np.array([height / ph, width / pw])]
     step = scale  # how far off (full-resolution px) the vectors may be before this stage
-    for plane, per in stages:
+    for plane in stages:
         h, w = plane.shape
         ys, xs = np.nonzero(cv2.resize(near, (w, h), interpolation=cv2.INTER_NEAREST))
         if ys.size > REFINE_SAMPLES:
@@ -286,7 +289,7 @@ def remove(rgb: np.ndarray, belief: np.ndarray) -> tuple[np.ndarray, np.ndarray,
            np.s_[max(0, columns.min() - margin) : min(2 * half[1] + 1, columns.max() + margin + 1)])
     sample, _ = _align(detail, [points[i] for i in fit], half, box)
     sample, template = _align(detail, sample, half, box)
-    # The aligned repeats pin the lattice down (no drift over many steps); every repeat is then within a pixel.
+    # The aligned repeats pin the lattice down (no drift over many steps); the others need only ALIGN_ALL px then.
     design = np.column_stack([np.ones(len(fit)), steps[fit]])
     (anchor, a, b), *_ = np.linalg.lstsq(design, np.array(sample, np.float64), rcond=None)
     lattice = Lattice(a, b, anchor, strength)
