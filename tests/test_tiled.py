@@ -12,7 +12,8 @@ import cv2
 import numpy as np
 
 from bot.engine import tiled
-from bot.engine.segmenter import proxy_size
+from bot.engine.mark import MarkEngine
+from bot.engine.segmenter import Segmentation, proxy_size, to_input
 from tests.watermarks import photo
 
 
@@ -118,3 +119,36 @@ def test_a_lattice_the_photo_does_not_show_changes_nothing() -> None:
     alpha = _tiled_alpha(800, 1200, opacity=0.25)
 
     assert tiled.remove(clean, _belief(alpha)) is None
+
+
+class _Seen:
+    """A segmenter that says what it is given (the engine's own steps run as they do on the network's maps)."""
+
+    def __init__(self, belief: np.ndarray) -> None:
+        self._belief = belief
+
+    def predict(self, rgb: np.ndarray, max_side: int = 640) -> Segmentation:
+        ph, pw = self._belief.shape
+        return Segmentation(image=to_input(rgb, (ph, pw))[0].transpose(1, 2, 0), mask=self._belief,
+                            alpha=np.zeros((ph, pw), np.float32), colour=np.zeros((ph, pw, 3), np.float32))
+
+
+def test_the_engine_takes_off_a_tiled_mark_and_still_finds_a_mark_beside_it() -> None:
+    clean = photo(1200, 800, seed=7)
+    tiles = _tiled_alpha(800, 1200, opacity=0.25, step=(200.0, 320.0))
+    # A one-colour block, sure to the network, in a gap between repeats low on the right (a logo by the tiles).
+    gaps = [(y, x) for y in range(20, 740, 10) for x in range(20, 1060, 10)
+            if tiles[y - 12 : y + 52, x - 12 : x + 132].max() == 0]
+    y, x = max(gaps, key=lambda p: p[0] + p[1])
+    logo = np.zeros((800, 1200), np.float32)
+    logo[y : y + 40, x : x + 120] = 0.6
+    marked = _blend(_blend(clean, tiles, (255, 255, 255)), logo, (20, 20, 20))
+    sure = cv2.resize(logo, _belief(tiles).shape[::-1], interpolation=cv2.INTER_AREA) > 0.02
+    belief = np.maximum(_belief(tiles), sure.astype(np.float32))
+    engine = MarkEngine(_Seen(belief))  # type: ignore[arg-type]
+
+    out = engine.clean(marked)
+
+    for alpha, gain in ((tiles, 8), (logo, 15)):
+        truth = alpha > 0.02
+        assert _psnr(out, clean, truth) > _psnr(marked, clean, truth) + gain

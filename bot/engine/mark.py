@@ -43,7 +43,7 @@ import numpy as np
 from bot.engine import inpaint, tiled
 from bot.engine.progress import Progress
 from bot.engine.rgb import as_rgb
-from bot.engine.segmenter import PROXY_MAX_SIDE, Segmentation, Segmenter
+from bot.engine.segmenter import PROXY_MAX_SIDE, Segmentation, Segmenter, to_input
 from bot.engine.text import TextEngine
 from bot.engine.unblend import FIT_SAMPLES, OPAQUE, coverage, fit_blend, invert
 
@@ -308,7 +308,9 @@ class MarkEngine:
             repeated = tiled.remove(rgb, seen.mask)
             if repeated is not None:
                 base, changed, _ = repeated
-                rest = seen._replace(mask=tiled.without(seen.mask, changed))
+                # The steps below fit the marks besides it against the photo without it, on the proxy too.
+                proxy = to_input(base, seen.mask.shape)[0].transpose(1, 2, 0)
+                rest = seen._replace(mask=tiled.without(seen.mask, changed), image=proxy)
             marks = find_marks(rest, base)
             found = time.perf_counter()
             report(PROGRESS_SEGMENTED * share // PROGRESS_DONE)
