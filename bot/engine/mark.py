@@ -43,9 +43,9 @@ import numpy as np
 from bot.engine import inpaint, tiled
 from bot.engine.progress import Progress
 from bot.engine.rgb import as_rgb
-from bot.engine.segmenter import PROXY_MAX_SIDE, Segmentation, Segmenter, to_input
+from bot.engine.segmenter import MIN_AREA, PROXY_MAX_SIDE, Segmentation, Segmenter, to_input
 from bot.engine.text import TextEngine
-from bot.engine.unblend import FIT_SAMPLES, OPAQUE, coverage, fit_blend, invert
+from bot.engine.unblend import CHANGED, FIT_SAMPLES, OPAQUE, coverage, fit_blend, invert
 
 __all__ = ["DEFAULT_SEGMENTER", "MarkEngine", "Marks"]
 
@@ -55,7 +55,6 @@ DEFAULT_SEGMENTER = Path(__file__).parent / "models" / "segmenter.onnx"
 DEFAULT_THREADS = 2
 
 MARK_PROBABILITY = 0.8  # a proxy pixel is part of a mark above this probability (chosen on the val split)
-MIN_AREA = 6  # proxy px: smaller specks are noise, not marks
 MIN_PEAK = 0.999  # a mark's most probable proxy pixel must reach this (chosen on the val split; see step 1)
 REACH = 2  # proxy px around a mark where its soft edges may still lie
 FIT_BAND = 5  # proxy px from the edge of the inpainted hole within which B is trusted for fitting
@@ -68,7 +67,6 @@ MIN_ONE_COLOUR = 0.95  # below this share a mark is a blend of several colours a
 MAX_FILL = 0.15  # ...unless it covers more than this fraction of the proxy: then it is left alone (val scores
 # alike from 0.05 up; at 12 MP one false mark filled a fifth of a photo)
 GROUP_GAP = 0.03  # of the proxy's short side: pieces closer than this are one mark (letters of a word, repeats)
-CHANGED = 0.02  # full-resolution opacity above which a pixel is rewritten (the truth's own mask threshold)
 FEATHER_FROM = 0.75  # from here up to unblend.OPAQUE the inversion is mixed with inpainting
 TILE_HOLE_PIXELS = 150_000  # Telea costs ~1 us per hole pixel: bigger holes in a tile are filled at a lower scale
 TILE = 1024  # full-resolution px per tile side

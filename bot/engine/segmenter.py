@@ -18,12 +18,13 @@ import numpy as np
 from bot.engine.rgb import as_rgb
 from bot.errors import EngineBroken
 
-__all__ = ["MULTIPLE", "PROXY_MAX_SIDE", "Segmentation", "Segmenter", "proxy_size", "to_input"]
+__all__ = ["MIN_AREA", "MULTIPLE", "PROXY_MAX_SIDE", "Segmentation", "Segmenter", "proxy_size", "to_input"]
 
 PROXY_MAX_SIDE = 640
 MULTIPLE = 32  # the network's total stride
 DEFAULT_THREADS = 2
 OUTPUTS = ("mask", "alpha", "colour")
+MIN_AREA = 6  # proxy px: smaller specks of the mask are noise, not marks
 
 
 class Segmentation(NamedTuple):

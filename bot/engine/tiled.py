@@ -32,7 +32,8 @@ import cv2
 import numpy as np
 
 from bot.engine import inpaint
-from bot.engine.unblend import FULL, NONE, OPAQUE
+from bot.engine.segmenter import MIN_AREA
+from bot.engine.unblend import CHANGED, FULL, NONE, OPAQUE
 
 __all__ = ["Lattice", "TiledMark", "find_lattice", "remove", "without"]
 
@@ -47,7 +48,6 @@ SPAN = 2  # the lattice's points i a + j b with |i|, |j| <= SPAN are checked
 REFINE_SCALE = 2.0  # the lattice is refined first on a copy at most this many times the proxy, then at full size
 REFINE_SAMPLES = 30_000  # mark pixels sampled for refining the lattice
 MIN_SAMPLES = 100  # fewer sampled pixels than this (with every shifted partner in the image) refine nothing
-MIN_AREA = 6  # proxy px: smaller specks are noise (as bot.engine.mark)
 MIN_PIECES = 3  # the belief must have this many separate marks before a lattice is looked for
 FIT_REPEATS = 32  # repeats the mark is fitted on at most: those most inside the photo...
 FIT_PIXELS = 6_000_000  # ...and no more than fill this many stacked pixels (time and memory on big photos)
@@ -62,7 +62,6 @@ FULL_SHARE = 0.8  # pixels whose difference reaches this share of the 95th perce
 MIN_OPACITY = 0.08  # the least opacity that explains the mean's differences must reach this
 MAX_OPACITY_FACTOR = 2.5  # A may exceed its lower bound by this factor at most (few repeats give a noisy spread)
 PIECE_GAP = 4  # px: pieces of the mark closer than this are one piece when repeats share out pixels
-CHANGED = 0.02  # opacity above which a pixel is rewritten (as bot.engine.mark)
 
 
 @dataclass(frozen=True, slots=True)
@@ -422,7 +421,7 @@ def _lattice_points(lattice: Lattice, height: int, width: int, half: tuple[int, 
 
 def without(belief: np.ndarray, changed: np.ndarray) -> np.ndarray:
     """The proxy belief with the removed tiled mark (and a proxy pixel around it) taken out, so the engine's other
-    steps look only for the marks besides it (a logo over a tiled grid) and do not fit its repeats again."""
+    steps look only for the marks besides it (a logo beside the repeats) and do not fit its repeats again."""
     ph, pw = belief.shape
     gone = cv2.resize(changed.astype(np.uint8), (pw, ph), interpolation=cv2.INTER_AREA) > 0
     gone = cv2.dilate(gone.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0

@@ -28,9 +28,10 @@ from typing import NamedTuple
 
 import numpy as np
 
-__all__ = ["FULL", "NONE", "OPAQUE", "Blend", "coverage", "fit_blend", "invert"]
+__all__ = ["CHANGED", "FULL", "NONE", "OPAQUE", "Blend", "coverage", "fit_blend", "invert"]
 
 OPAQUE = 0.9  # at or above this opacity the background is not recovered but inpainted
+CHANGED = 0.02  # full-resolution opacity above which a pixel is rewritten (the truth's own mask threshold)
 NONE, FULL = 0.15, 0.7  # coverage below NONE is none, at or above FULL is whole (see coverage())
 MIN_CONTRAST = 20.0  # 0..255: where |W - B| is below this the mark cannot be told from the photo; left alone
 FIT_SAMPLES = 3000  # pixels used to fit one mark (a fixed-seed sample of its pixels when it has more)
