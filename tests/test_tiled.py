@@ -14,7 +14,7 @@ import numpy as np
 from bot.engine import tiled
 from bot.engine.mark import MarkEngine
 from bot.engine.segmenter import Segmentation, proxy_size, to_input
-from tests.watermarks import photo
+from tests.watermarks import blend, photo
 
 
 def _element(text: str = "PREVIEW", angle: float = 30.0) -> np.ndarray:
@@ -46,11 +46,6 @@ def _tiled_alpha(height: int, width: int, opacity: float, step: tuple[float, flo
     return alpha[eh : eh + height, ew : ew + width] * opacity
 
 
-def _blend(clean: np.ndarray, alpha: np.ndarray, colour: tuple[int, int, int]) -> np.ndarray:
-    a = alpha[..., None]
-    return np.clip(np.rint(clean * (1 - a) + a * np.float32(colour)), 0, 255).astype(np.uint8)
-
-
 def _belief(alpha: np.ndarray, side: int = 640) -> np.ndarray:
     """A segmenter's proxy belief that sees the mark's pixels (not sure of them: 0.9)."""
     h, w = alpha.shape
@@ -66,7 +61,7 @@ def _psnr(result: np.ndarray, clean: np.ndarray, where: np.ndarray) -> float:
 def test_a_faint_tiled_mark_comes_off_every_repeat_with_its_colour_and_opacity() -> None:
     clean = photo(1200, 800, seed=4)
     alpha = _tiled_alpha(800, 1200, opacity=0.25)
-    marked = _blend(clean, alpha, (255, 255, 255))
+    marked = blend(clean, alpha, (255, 255, 255))
     truth = alpha > 0.02
 
     found = tiled.remove(marked, _belief(alpha))
@@ -88,7 +83,7 @@ def test_a_faint_tiled_mark_comes_off_every_repeat_with_its_colour_and_opacity()
 def test_a_coloured_tiled_mark_keeps_its_colour() -> None:
     clean = photo(1000, 750, seed=9)
     alpha = _tiled_alpha(750, 1000, opacity=0.3, step=(140.0, 280.0), shift=0.0)
-    marked = _blend(clean, alpha, (40, 90, 230))
+    marked = blend(clean, alpha, (40, 90, 230))
 
     found = tiled.remove(marked, _belief(alpha))
 
@@ -142,7 +137,7 @@ def test_the_engine_takes_off_a_tiled_mark_and_still_finds_a_mark_beside_it() ->
     y, x = max(gaps, key=lambda p: p[0] + p[1])
     logo = np.zeros((800, 1200), np.float32)
     logo[y : y + 40, x : x + 120] = 0.6
-    marked = _blend(_blend(clean, tiles, (255, 255, 255)), logo, (20, 20, 20))
+    marked = blend(blend(clean, tiles, (255, 255, 255)), logo, (20, 20, 20))
     sure = cv2.resize(logo, _belief(tiles).shape[::-1], interpolation=cv2.INTER_AREA) > 0.02
     belief = np.maximum(_belief(tiles), sure.astype(np.float32))
     engine = MarkEngine(_Seen(belief))  # type: ignore[arg-type]

@@ -14,6 +14,7 @@ import pytest
 
 from bot.engine import mark, unblend
 from bot.engine.segmenter import Segmentation, proxy_size, to_input
+from tests.watermarks import blend
 
 
 def _photo(height: int, width: int, seed: int = 0) -> np.ndarray:
@@ -22,11 +23,6 @@ def _photo(height: int, width: int, seed: int = 0) -> np.ndarray:
     y, x = np.mgrid[0:height, 0:width].astype(np.float32)
     base = np.stack([96 + 60 * np.sin(x / 37), 128 + 50 * np.cos(y / 23), 80 + 40 * np.sin((x + y) / 51)], -1)
     return np.clip(base + rng.normal(0, 12, (height, width, 3)), 0, 255).astype(np.uint8)
-
-
-def _blend(clean: np.ndarray, alpha: np.ndarray, colour: tuple[int, int, int]) -> np.ndarray:
-    a = alpha[..., None]
-    return np.clip(np.rint(clean * (1 - a) + a * np.float32(colour)), 0, 255).astype(np.uint8)
 
 
 def _text_alpha(height: int, width: int, opacity: float, text: str = "SAMPLE (c) 2026", scale: float = 3.0
@@ -40,7 +36,7 @@ def _text_alpha(height: int, width: int, opacity: float, text: str = "SAMPLE (c)
 def test_inverting_a_known_blend_gives_the_photo_back() -> None:
     clean = _photo(120, 160)
     alpha = np.tile(np.linspace(0.0, 0.85, 160, dtype=np.float32), (120, 1))
-    marked = _blend(clean, alpha, (250, 250, 250))
+    marked = blend(clean, alpha, (250, 250, 250))
 
     restored, opaque = unblend.invert(marked, alpha, np.full((120, 160, 3), 250, np.float32))
 
@@ -54,7 +50,7 @@ def test_inverting_a_known_blend_gives_the_photo_back() -> None:
 def test_too_opaque_pixels_are_flagged_and_stay_finite() -> None:
     clean = _photo(40, 40)
     alpha = np.full((40, 40), 0.97, np.float32)
-    marked = _blend(clean, alpha, (0, 0, 0))
+    marked = blend(clean, alpha, (0, 0, 0))
 
     restored, opaque = unblend.invert(marked, alpha, np.zeros((40, 40, 3), np.float32))
 
@@ -107,7 +103,7 @@ def _truth_segmentation(marked: np.ndarray, alpha: np.ndarray, colour: tuple[int
 def test_a_mark_known_on_the_proxy_is_removed_sharply_at_full_resolution() -> None:
     clean = _photo(600, 900)
     alpha = _text_alpha(600, 900, opacity=0.5)
-    marked = _blend(clean, alpha, (255, 255, 255))
+    marked = blend(clean, alpha, (255, 255, 255))
     truth = alpha > 0.02
 
     out = mark.remove(marked, mark.find_marks(_truth_segmentation(marked, alpha, (255, 255, 255), side=320), marked))
@@ -128,7 +124,7 @@ def test_pixels_outside_the_marks_reach_are_bit_exact() -> None:
     clean = _photo(400, 500, seed=3)
     alpha = np.zeros((400, 500), np.float32)
     alpha[150:200, 100:300] = 0.6
-    marked = _blend(clean, alpha, (20, 20, 200))
+    marked = blend(clean, alpha, (20, 20, 200))
 
     out = mark.remove(marked, mark.find_marks(_truth_segmentation(marked, alpha, (20, 20, 200), side=256), marked))
 
@@ -157,7 +153,7 @@ def test_a_huge_image_is_cleaned_tile_by_tile_like_a_small_one(monkeypatch: pyte
     alpha[:, :2000] = _text_alpha(height, 2000, opacity=0.45)
     alpha[:, 8500:] = _text_alpha(height, 1500, opacity=0.7, text="PROOF")
     alpha[100:140, 950:1100] = 0.4  # straddles the seam between the first two 1024 px tiles
-    marked = _blend(clean, alpha, (245, 245, 245))
+    marked = blend(clean, alpha, (245, 245, 245))
     marks = mark.find_marks(_truth_segmentation(marked, alpha, (245, 245, 245), side=2048), marked)
     visited: list[tuple[int, int]] = []
     clean_tile = mark._clean_tile
@@ -184,7 +180,7 @@ def test_a_huge_image_is_cleaned_tile_by_tile_like_a_small_one(monkeypatch: pyte
 def test_the_colour_and_opacity_come_from_the_pixels_not_the_network(colour: tuple[int, int, int]) -> None:
     clean = _photo(600, 900, seed=7)
     alpha = _text_alpha(600, 900, opacity=0.5)
-    marked = _blend(clean, alpha, colour)
+    marked = blend(clean, alpha, colour)
     truth = alpha > 0.02
     seen = _truth_segmentation(marked, alpha, colour, side=320)
     wrong = seen._replace(alpha=seen.alpha * 0.3, colour=np.full_like(seen.colour, 128))  # the network is way off
@@ -213,7 +209,7 @@ def test_a_mark_seen_where_there_is_none_is_left_alone() -> None:
 def test_a_mark_the_network_is_not_sure_of_anywhere_is_left_alone() -> None:
     clean = _photo(600, 900, seed=4)
     alpha = _text_alpha(600, 900, opacity=0.5)
-    marked = _blend(clean, alpha, (255, 255, 255))
+    marked = blend(clean, alpha, (255, 255, 255))
     seen = _truth_segmentation(marked, alpha, (255, 255, 255), side=320)
 
     doubted = mark.find_marks(seen._replace(mask=seen.mask * 0.99), marked)
@@ -233,7 +229,7 @@ def test_one_sure_repeat_of_a_tiled_mark_vouches_for_the_faint_others_of_its_siz
             alpha[y : y + 30, x : x + 120] = 0.3
     speck = np.s_[137:162, 425:450]  # a faint something of another size, between the rows: no repeat
     alpha[speck] = 0.3
-    marked = _blend(clean, alpha, (255, 255, 255))
+    marked = blend(clean, alpha, (255, 255, 255))
     truth = alpha > 0.02
     truth[speck] = False
     seen = _truth_segmentation(marked, alpha, (255, 255, 255), side=320)

@@ -62,6 +62,12 @@ def photo(width: int, height: int, seed: int = 0) -> np.ndarray:
     return base
 
 
+def blend(clean: np.ndarray, alpha: np.ndarray, colour: tuple[int, int, int]) -> np.ndarray:
+    """A mark of one colour blended over clean (HxWx3 uint8) with a per-pixel opacity alpha (HxW float)."""
+    a = alpha[..., None]
+    return np.clip(np.rint(clean * (1 - a) + a * np.float32(colour)), 0, 255).astype(np.uint8)
+
+
 def text_font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
     """DejaVu Sans Bold when installed, otherwise Pillow's built-in scalable font."""
     if FONT_PATH.exists():
