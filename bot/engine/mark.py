@@ -43,7 +43,7 @@ import numpy as np
 from bot.engine import inpaint, tiled
 from bot.engine.progress import Progress
 from bot.engine.rgb import as_rgb
-from bot.engine.segmenter import MIN_AREA, PROXY_MAX_SIDE, Segmentation, Segmenter, to_input
+from bot.engine.segmenter import MIN_AREA, PROXY_MAX_SIDE, Segmentation, Segmenter, to_input, upsample
 from bot.engine.text import TextEngine
 from bot.engine.unblend import CHANGED, FIT_SAMPLES, OPAQUE, coverage, fit_blend, invert
 
@@ -234,26 +234,17 @@ def _proxy_window(region: np.ndarray, y: int, x: int, sy: float, sx: float, heig
     return region[py0:py1, px0:px1]
 
 
-def _upsample(plane: np.ndarray, y0: int, x0: int, h: int, w: int, sy: float, sx: float,
-              interpolation: int = cv2.INTER_LINEAR) -> np.ndarray:
-    """The h x w full-resolution window at (y0, x0) of a proxy plane, as cv2.resize would give it (pixel centres
-    aligned), computed for the window alone."""
-    map_x = ((np.arange(x0, x0 + w, dtype=np.float32) + 0.5) * np.float32(sx) - 0.5)[None, :].repeat(h, 0)
-    map_y = ((np.arange(y0, y0 + h, dtype=np.float32) + 0.5) * np.float32(sy) - 0.5)[:, None].repeat(w, 1)
-    return cv2.remap(plane, map_x, map_y, interpolation, borderMode=cv2.BORDER_REPLICATE)
-
-
 def _clean_tile(tile: np.ndarray, marks: Marks, y0: int, x0: int, sy: float, sx: float
                 ) -> tuple[np.ndarray, np.ndarray]:
     """(cleaned tile uint8, changed HxW bool) for one full-resolution window whose top-left is (y0, x0)."""
     h, w = tile.shape[:2]
     nearest = cv2.INTER_NEAREST  # colour and opacity are constant per mark: no blending across two marks
-    opacity = _upsample(marks.opacity, y0, x0, h, w, sy, sx, nearest)
-    colour = _upsample(marks.colour, y0, x0, h, w, sy, sx, nearest)
-    background = _upsample(marks.background, y0, x0, h, w, sy, sx)
+    opacity = upsample(marks.opacity, y0, x0, h, w, sy, sx, nearest)
+    colour = upsample(marks.colour, y0, x0, h, w, sy, sx, nearest)
+    background = upsample(marks.background, y0, x0, h, w, sy, sx)
     marked = tile.astype(np.float32)
     alpha = opacity * coverage(marked, background, colour, opacity)
-    fill = _upsample(marks.fill.astype(np.uint8), y0, x0, h, w, sy, sx, nearest) > 0
+    fill = upsample(marks.fill.astype(np.uint8), y0, x0, h, w, sy, sx, nearest) > 0
     changed = (alpha > CHANGED) | fill
     if not changed.any():
         return tile, changed
@@ -319,7 +310,7 @@ class MarkEngine:
                 (ph, pw), (height, width) = seen.mask.shape, rgb.shape[:2]
 
                 def belief(y: int, x: int, h: int, w: int) -> np.ndarray:
-                    return _upsample(seen.mask, y, x, h, w, ph / height, pw / width)
+                    return upsample(seen.mask, y, x, h, w, ph / height, pw / width)
 
                 out = self._text.clean(rgb, lambda p: report(share + span * p // PROGRESS_DONE), after=out,
                                        belief=belief)

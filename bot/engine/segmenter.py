@@ -18,7 +18,7 @@ import numpy as np
 from bot.engine.rgb import as_rgb
 from bot.errors import EngineBroken
 
-__all__ = ["MIN_AREA", "MULTIPLE", "PROXY_MAX_SIDE", "Segmentation", "Segmenter", "proxy_size", "to_input"]
+__all__ = ["MIN_AREA", "MULTIPLE", "PROXY_MAX_SIDE", "Segmentation", "Segmenter", "proxy_size", "to_input", "upsample"]
 
 PROXY_MAX_SIDE = 640
 MULTIPLE = 32  # the network's total stride
@@ -50,6 +50,16 @@ def to_input(rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     shrinking = h * w < rgb.shape[0] * rgb.shape[1]
     proxy = cv2.resize(rgb, (w, h), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
     return np.ascontiguousarray(proxy.transpose(2, 0, 1)[None], dtype=np.float32) * np.float32(1 / 255)
+
+
+def upsample(plane: np.ndarray, y0: int, x0: int, h: int, w: int, sy: float, sx: float,
+             interpolation: int = cv2.INTER_LINEAR) -> np.ndarray:
+    """The h x w full-resolution window at (y0, x0) of a proxy plane (sy, sx: proxy px per full-resolution px), as
+    cv2.resize would give it (pixel centres aligned), computed for the window alone: a 12 MP image's planes are never
+    made whole."""
+    map_x = ((np.arange(x0, x0 + w, dtype=np.float32) + 0.5) * np.float32(sx) - 0.5)[None, :].repeat(h, 0)
+    map_y = ((np.arange(y0, y0 + h, dtype=np.float32) + 0.5) * np.float32(sy) - 0.5)[:, None].repeat(w, 1)
+    return cv2.remap(plane, map_x, map_y, interpolation, borderMode=cv2.BORDER_REPLICATE)
 
 
 class Segmenter:

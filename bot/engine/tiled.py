@@ -26,13 +26,14 @@ CVPR 2017, who pool one mark over many photos). So:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
 
 from bot.engine import inpaint
-from bot.engine.segmenter import MIN_AREA
+from bot.engine.segmenter import MIN_AREA, upsample
 from bot.engine.unblend import CHANGED, FULL, NONE, OPAQUE
 
 __all__ = ["Lattice", "TiledMark", "find_lattice", "remove", "without"]
@@ -219,11 +220,18 @@ def _fine_detail(rgb: np.ndarray) -> np.ndarray:
 
 def _window(image: np.ndarray, top: int, left: int, rows: int, columns: int) -> np.ndarray:
     """The rows x columns window of image whose corner is (top, left), as float32, NaN where it leaves the image."""
-    h, w = image.shape[:2]
-    out = np.full((rows, columns, *image.shape[2:]), np.nan, np.float32)
+    return _read(lambda y0, y1, x0, x1: image[y0:y1, x0:x1], image.shape, top, left, rows, columns)
+
+
+def _read(read: Callable[[int, int, int, int], np.ndarray], shape: tuple[int, ...], top: int, left: int, rows: int,
+          columns: int) -> np.ndarray:
+    """A window of an image of this shape, as float32, NaN where it leaves the image; read(y0, y1, x0, x1) gives the
+    part inside."""
+    h, w = shape[:2]
+    out = np.full((rows, columns, *shape[2:]), np.nan, np.float32)
     y0, y1, x0, x1 = max(0, top), min(h, top + rows), max(0, left), min(w, left + columns)
     if y0 < y1 and x0 < x1:
-        out[y0 - top : y1 - top, x0 - left : x1 - left] = image[y0:y1, x0:x1]
+        out[y0 - top : y1 - top, x0 - left : x1 - left] = read(y0, y1, x0, x1)
     return out
 
 
@@ -231,6 +239,15 @@ def _part(image: np.ndarray, point: tuple[int, int], half: tuple[int, int], box:
     """The part `box` (in window coordinates: 0 at the corner) of a lattice point's window, NaN off the image."""
     top, left = point[0] - half[0] + box[0].start, point[1] - half[1] + box[1].start
     return _window(image, top, left, box[0].stop - box[0].start, box[1].stop - box[1].start)
+
+
+def _belief_window(belief: np.ndarray, shape: tuple[int, int], point: tuple[int, int], half: tuple[int, int]
+                   ) -> np.ndarray:
+    """A lattice point's whole window of the proxy belief carried to the full-resolution image's shape, NaN off it
+    (only the window is upsampled: at 12 MP the whole belief would be 48 MB)."""
+    (ph, pw), (height, width) = belief.shape, shape
+    return _read(lambda y0, y1, x0, x1: upsample(belief, y0, x0, y1 - y0, x1 - x0, ph / height, pw / width),
+                 shape, point[0] - half[0], point[1] - half[1], 2 * half[0] + 1, 2 * half[1] + 1)
 
 
 def _align(detail: np.ndarray, points: list[tuple[int, int]], half: tuple[int, int], box: tuple[slice, slice],
@@ -287,10 +304,11 @@ def remove(rgb: np.ndarray, belief: np.ndarray) -> tuple[np.ndarray, np.ndarray,
     order = sorted(range(len(points)), key=lambda i: (-_inside(points[i], half, height, width),
                                                       abs(points[i][0] - height / 2) + abs(points[i][1] - width / 2)))
     whole = (np.s_[0 : 2 * half[0] + 1], np.s_[0 : 2 * half[1] + 1])
-    full_belief = cv2.resize(belief.astype(np.float32), (width, height), interpolation=cv2.INTER_LINEAR)
     fit = order[: max(MIN_REPEATS, min(FIT_REPEATS, FIT_PIXELS // ((2 * half[0] + 1) * (2 * half[1] + 1))))]
-    under = np.nan_to_num(np.nanmean(np.stack([_part(full_belief, points[i], half, whole) for i in fit]), 0))
-    del full_belief
+    belief = belief.astype(np.float32)
+    beliefs = np.stack([_belief_window(belief, (height, width), points[i], half) for i in fit])
+    under = np.nan_to_num(np.nanmean(beliefs, 0))
+    del beliefs
     rows, columns = np.nonzero(under > BELIEF_LEVEL)
     if rows.size == 0:
         return None
