@@ -18,7 +18,7 @@ CVPR 2017, who pool one mark over many photos). So:
    D = M - B = k (W - B) per pixel, with k = coverage x A. D alone cannot tell a faint white from a strong grey,
    but the stack can: where the mark covers fully, the photos' spread from repeat to repeat shrinks by (1 - A),
    which gives A (bounded below by the least A whose colour W = B + D / A is a colour at all).
-4. Each pixel's snapped coverage (as unblend.coverage) times A is inverted in every repeat; where two repeats'
+4. Each pixel's snapped coverage of the mean (unblend.coverage) times A is inverted in every repeat; where two repeats'
    windows overlap, each piece of the mark goes to the repeat it is nearest the middle of. A stack whose mark does
    not stand out of what averaging leaves of the photos (MIN_CONTRAST_TO_NOISE), or is too faint to see
    (MIN_OPACITY), is no tiled mark: nothing is changed.
@@ -34,7 +34,7 @@ import numpy as np
 
 from bot.engine import inpaint
 from bot.engine.segmenter import MIN_AREA, upsample
-from bot.engine.unblend import CHANGED, FULL, NONE, OPAQUE
+from bot.engine.unblend import CHANGED, OPAQUE, coverage
 
 __all__ = ["Lattice", "TiledMark", "find_lattice", "remove", "without"]
 
@@ -378,10 +378,7 @@ def _fit(stack: np.ndarray, under: np.ndarray) -> tuple[np.ndarray, np.ndarray, 
     shrink = float(np.median(spread[full]) / max(np.median(spread[ring]), 1e-6))  # (1 - A)^2 where fully covered
     opacity = float(np.clip(1.0 - np.sqrt(min(shrink, 1.0)), least, min(MAX_OPACITY_FACTOR * least, OPAQUE)))
     colour = np.clip(base + step / opacity, 0, 255).astype(np.float32)
-    towards = colour - field
-    share = (difference * towards).sum(-1) / np.maximum(opacity * (towards * towards).sum(-1), 1e-3)
-    share[share < NONE] = 0.0
-    share[share >= FULL] = 1.0
+    share = coverage(field + difference, field, colour, np.float32(opacity))  # the mean, where it is the mark's
     return np.clip(share, 0.0, 1.0) * opacity * inside, colour, opacity, contrast
 
 
