@@ -17,7 +17,9 @@
 3. At full resolution, tile by tile (TILE px a side, only the tiles a mark reaches, so memory stays bounded up
    to 10000 x 10000 and time follows the marks' area), each pixel's snapped coverage gives its opacity; the
    blend is inverted below FEATHER_FROM, inpainted at unblend.OPAQUE and above, and mixed in between so the seam
-   does not show. Only pixels whose opacity exceeds CHANGED are written; every other pixel is copied exactly.
+   does not show. A mark to inpaint is inpainted only where it is: its ink (the pixels that differ from B) and
+   INK_REACH px around it, not the gaps between its letters. Only pixels whose opacity exceeds CHANGED, or that
+   are inpainted, are written; every other pixel is copied exactly.
 4. The text engine (bot.engine.text, the PP-OCR detector) then looks at the original image, and the text lines
    whose ink the steps above left mostly unchanged (under text.HANDLED_SHARE), or still showing (text.STILL_SHARE:
    an outline or a shadow the one-colour blend did not take), are inpainted as that engine does, if the segmenter
@@ -45,7 +47,7 @@ from bot.engine.progress import Progress
 from bot.engine.rgb import as_rgb
 from bot.engine.segmenter import MIN_AREA, PROXY_MAX_SIDE, Segmentation, Segmenter, to_input, upsample
 from bot.engine.text import TextEngine
-from bot.engine.unblend import CHANGED, FIT_SAMPLES, OPAQUE, coverage, fit_blend, invert
+from bot.engine.unblend import CHANGED, FIT_SAMPLES, MIN_CONTRAST, OPAQUE, coverage, fit_blend, invert
 
 __all__ = ["DEFAULT_SEGMENTER", "MarkEngine", "Marks"]
 
@@ -68,6 +70,7 @@ MAX_FILL = 0.15  # ...unless it covers more than this fraction of the proxy: the
 # alike from 0.05 up; at 12 MP one false mark filled a fifth of a photo)
 GROUP_GAP = 0.03  # of the proxy's short side: pieces closer than this are one mark (letters of a word, repeats)
 FEATHER_FROM = 0.75  # from here up to unblend.OPAQUE the inversion is mixed with inpainting
+INK_REACH = 2  # px around a filled mark's ink that are filled too: its soft rim (val: 1 and 2 alike, 3 worse)
 TILE_HOLE_PIXELS = 150_000  # Telea costs ~1 us per hole pixel: bigger holes in a tile are filled at a lower scale
 TILE = 1024  # full-resolution px per tile side
 TILE_MARGIN = 16  # px of context around a tile for inpainting; only the tile itself is written
@@ -245,6 +248,8 @@ def _clean_tile(tile: np.ndarray, marks: Marks, y0: int, x0: int, sy: float, sx:
     marked = tile.astype(np.float32)
     alpha = opacity * coverage(marked, background, colour, opacity)
     fill = upsample(marks.fill.astype(np.uint8), y0, x0, h, w, sy, sx, nearest) > 0
+    if fill.any():
+        fill = _ink(marked, background, fill)
     changed = (alpha > CHANGED) | fill
     if not changed.any():
         return tile, changed
@@ -258,6 +263,14 @@ def _clean_tile(tile: np.ndarray, marks: Marks, y0: int, x0: int, sy: float, sx:
         mix[fill] = 1.0
         restored = restored * (1 - mix[..., None]) + filled * mix[..., None]
     return np.clip(np.rint(restored), 0, 255).astype(np.uint8), changed
+
+
+def _ink(marked: np.ndarray, background: np.ndarray, fill: np.ndarray) -> np.ndarray:
+    """The pixels of a filled mark's region (its proxy pixels, a few full-resolution px across) that are its ink,
+    as they differ from the photo estimated under it by more than a mark can be told from the photo, and INK_REACH
+    px around them: the gaps between its letters keep the photo instead of an invented one."""
+    ink = fill & (np.linalg.norm(marked - background, axis=-1) > MIN_CONTRAST)
+    return _dilate(ink, INK_REACH) & fill
 
 
 class MarkEngine:

@@ -28,7 +28,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-__all__ = ["CHANGED", "FULL", "NONE", "OPAQUE", "Blend", "coverage", "fit_blend", "invert"]
+__all__ = ["CHANGED", "FULL", "MIN_CONTRAST", "NONE", "OPAQUE", "Blend", "coverage", "fit_blend", "invert"]
 
 OPAQUE = 0.9  # at or above this opacity the background is not recovered but inpainted
 CHANGED = 0.02  # full-resolution opacity above which a pixel is rewritten (the truth's own mask threshold)
