@@ -214,8 +214,18 @@ def _refine_lattice(rgb: np.ndarray, belief: np.ndarray, a: np.ndarray, b: np.nd
 
 
 def _fine_detail(rgb: np.ndarray) -> np.ndarray:
-    grey = rgb.astype(np.float32).mean(-1)
+    grey = _grey(rgb)
     return grey - cv2.GaussianBlur(grey, (0, 0), 2.0)
+
+
+def _grey(colour: np.ndarray) -> np.ndarray:
+    """The mean of the three channels (the last axis), as float32: what .mean(-1) gives, without its float copy of
+    the whole image or its slow reduction over an axis of three."""
+    grey = colour[..., 0].astype(np.float32)
+    grey += colour[..., 1]
+    grey += colour[..., 2]
+    grey /= 3
+    return grey
 
 
 def _window(image: np.ndarray, top: int, left: int, rows: int, columns: int) -> np.ndarray:
@@ -351,7 +361,7 @@ def _fit(stack: np.ndarray, under: np.ndarray) -> tuple[np.ndarray, np.ndarray, 
     repeats (K x h x w x 3, NaN off the photo) under the mean belief `under`; None if the stack shows no mark."""
     counts = np.count_nonzero(~np.isnan(stack[..., 0]), 0)
     mean = np.nanmean(stack, 0)
-    spread = np.nanvar(stack.mean(-1), 0)  # how the photos under one pixel of the cell differ from repeat to repeat
+    spread = np.nanvar(_grey(stack), 0)  # how the photos under one pixel of the cell differ from repeat to repeat
     held = counts >= MIN_REPEATS // 2
     hole = cv2.dilate(((under > BELIEF_LEVEL) & held).astype(np.uint8), np.ones((5, 5), np.uint8))
     ring = (cv2.dilate(hole, np.ones((2 * NOISE_RING + 1,) * 2, np.uint8)) > 0) & (hole == 0) & held
