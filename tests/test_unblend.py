@@ -246,15 +246,18 @@ def test_one_sure_repeat_of_a_tiled_mark_vouches_for_the_faint_others_of_its_siz
     assert error < np.abs(marked[truth].astype(float) - clean[truth]).mean() / 3
 
 
+def _shades(height: int, width: int, hue: int) -> np.ndarray:
+    """HxWx3 uint8 colours shading from red (left) to the given OpenCV hue (right): a mark of several colours."""
+    hues = np.tile(np.linspace(0, hue, width, dtype=np.float32).astype(np.uint8), (height, 1))
+    return cv2.cvtColor(np.dstack([hues, np.full_like(hues, 255), np.full_like(hues, 255)]), cv2.COLOR_HSV2RGB)
+
+
 def _shaded_band(rows: slice, columns: slice, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(clean, marked, alpha): a band shading from red to orange at opacity 0.6 over a 600 x 900 photo."""
     clean = _photo(600, 900, seed=seed)
     alpha = np.zeros((600, 900), np.float32)
     alpha[rows, columns] = 0.6
-    hue = np.tile(np.linspace(0, 30, 900, dtype=np.float32).astype(np.uint8), (600, 1))
-    shaded = cv2.cvtColor(np.dstack([hue, np.full_like(hue, 255), np.full_like(hue, 255)]), cv2.COLOR_HSV2RGB)
-    a = alpha[..., None]
-    return clean, np.clip(np.rint(clean * (1 - a) + a * shaded), 0, 255).astype(np.uint8), alpha
+    return clean, blend(clean, alpha, _shades(600, 900, 30)), alpha
 
 
 def test_a_mark_of_several_colours_is_inpainted_instead_of_half_inverted() -> None:
@@ -294,9 +297,7 @@ def test_a_filled_mark_keeps_the_photo_between_its_letters() -> None:
     # to be told from ink: its noise here is under unblend's MIN_CONTRAST).
     clean = cv2.GaussianBlur(_photo(600, 900, seed=14), (0, 0), 1.5)
     alpha = _text_alpha(600, 900, 0.7, "MARK", scale=6.0)
-    hue = np.tile(np.linspace(0, 50, 900, dtype=np.float32).astype(np.uint8), (600, 1))
-    shaded = cv2.cvtColor(np.dstack([hue, np.full_like(hue, 255), np.full_like(hue, 255)]), cv2.COLOR_HSV2RGB)
-    marked = np.clip(np.rint(clean * (1 - alpha[..., None]) + alpha[..., None] * shaded), 0, 255).astype(np.uint8)
+    marked = blend(clean, alpha, _shades(600, 900, 50))
     truth = alpha > 0.02
 
     marks = mark.find_marks(_truth_segmentation(marked, alpha, (128, 128, 128), side=320), marked)

@@ -62,8 +62,9 @@ def photo(width: int, height: int, seed: int = 0) -> np.ndarray:
     return base
 
 
-def blend(clean: np.ndarray, alpha: np.ndarray, colour: tuple[int, int, int]) -> np.ndarray:
-    """A mark of one colour blended over clean (HxWx3 uint8) with a per-pixel opacity alpha (HxW float)."""
+def blend(clean: np.ndarray, alpha: np.ndarray, colour: tuple[int, int, int] | np.ndarray) -> np.ndarray:
+    """A mark blended over clean (HxWx3 uint8) with a per-pixel opacity alpha (HxW float): of one colour, or of a
+    colour per pixel (HxWx3)."""
     a = alpha[..., None]
     return np.clip(np.rint(clean * (1 - a) + a * np.float32(colour)), 0, 255).astype(np.uint8)
 
