@@ -15,7 +15,7 @@ import pytest
 
 from bot.engine import assets, bench, metrics, report
 from bot.engine.layers import procedural_logo
-from bot.engine.synth import FAMILIES, MARKED_FAMILIES, MASK_THRESHOLD, Sample, synthesize
+from bot.engine.synth import FAMILIES, MARKED_FAMILIES, MASK_THRESHOLD, UNMARKED_FAMILIES, Sample, synthesize
 from tests.watermarks import photo
 
 SIZE = (192, 256)  # (height, width) of the crops: small keeps the module fast
@@ -82,7 +82,7 @@ def test_alpha_stays_in_the_family_range(base: np.ndarray, family: str) -> None:
         assert s.colour.min() >= 0 and s.colour.max() <= 255
 
 
-@pytest.mark.parametrize("family", ["clean", "scenetext"])
+@pytest.mark.parametrize("family", UNMARKED_FAMILIES)
 def test_unmarked_families_have_no_alpha_and_ask_for_the_input_back(base: np.ndarray, family: str) -> None:
     for seed in SEEDS:
         s = draw(base, family, seed, jpeg_probability=1.0)
@@ -90,6 +90,20 @@ def test_unmarked_families_have_no_alpha_and_ask_for_the_input_back(base: np.nda
         assert not s.alpha.any() and not s.colour.any()
         assert np.array_equal(s.marked, s.clean)
         assert s.meta["coverage"] == 0.0
+
+
+def test_signs_draw_scene_text_into_the_clean_photo_itself(base: np.ndarray) -> None:
+    kinds = set()
+    for seed in SEEDS:
+        plain = draw(base, "clean", seed, jpeg_probability=0.0)
+        sign = draw(base, "signs", seed, jpeg_probability=0.0)
+        changed = np.any(sign.clean != plain.clean, axis=2)
+
+        # Same crop, so only the sign differs: a compact patch of the frame, and the answer keeps it.
+        assert 0.002 < changed.mean() < 0.6, f"seed {seed}"
+        assert np.array_equal(sign.marked, sign.clean) and not sign.alpha.any()
+        kinds.add(sign.meta["sign"]["kind"])  # type: ignore[index]
+    assert len(kinds) >= 2
 
 
 @pytest.mark.parametrize("family", MARKED_FAMILIES)
@@ -214,8 +228,8 @@ def tiny_cases(n: int) -> list[bench.Case]:
 def test_the_benchmark_set_is_fixed_and_grows_by_adding_samples() -> None:
     one, two = tiny_cases(1), tiny_cases(2)
 
-    assert [c.sample.family for c in one] == list(FAMILIES)
-    assert len(two) == 2 * len(FAMILIES)
+    assert [c.sample.family for c in one] == list(bench.FAMILIES)
+    assert len(two) == 2 * len(bench.FAMILIES)
     firsts = [c for c in two if c.index == 0]
     for a, b in zip(one, firsts, strict=True):
         assert np.array_equal(a.sample.marked, b.sample.marked) and a.photo == b.photo
@@ -233,8 +247,8 @@ def test_the_runner_scores_methods_side_by_side(tmp_path: Path) -> None:
     assert marked["oracle_telea"]["psnr_w"] > marked["noop"]["psnr_w"]  # type: ignore[operator]
     assert unmarked["oracle_telea"]["touched"] == 0 and unmarked["noop"]["psnr"] == metrics.PSNR_CAP
     text = report.table(summary)
-    assert all(family in text for family in FAMILIES) and "oracle_telea" in text
-    assert report.grid(tmp_path / "grid.png", results) == len(FAMILIES)
+    assert all(family in text for family in bench.FAMILIES) and "oracle_telea" in text
+    assert report.grid(tmp_path / "grid.png", results) == len(bench.FAMILIES)
     report.write_json(tmp_path / "engine.json", results, summary, {"n": 1})
     assert (tmp_path / "engine.json").stat().st_size > 0
 

@@ -27,17 +27,19 @@ import numpy as np
 
 from bot.engine import assets, metrics
 from bot.engine.mark import MarkEngine
-from bot.engine.synth import FAMILIES, MARKED_FAMILIES, Sample, synthesize
+from bot.engine.synth import MARKED_FAMILIES, Sample, synthesize
 from bot.engine.text import TextEngine
 
-__all__ = ["METHODS", "SEED", "Case", "Method", "Result", "Score", "build_cases", "held_out_set", "run", "summarize"]
+__all__ = ["FAMILIES", "METHODS", "NO_MARK_FAMILIES", "SEED", "Case", "Method", "Result", "Score", "build_cases",
+           "held_out_set", "run", "summarize"]
 
 SEED = 20_250_601  # fixed: the held-out set is the same in every run (never tune on it)
 MEGAPIXELS = 1.0
 PHOTO_MAX_PIXELS = 3_000_000  # test photos are decoded at most this big, then cropped to about 1 MP
 ORACLE_DILATE = 2  # px, as in engine.md's oracle runs
 ORACLE_RADIUS = 3
-NO_MARK_FAMILIES = tuple(f for f in FAMILIES if f not in MARKED_FAMILIES)
+NO_MARK_FAMILIES = ("clean", "scenetext")  # real scene text only: synthetic signs are what training learns from
+FAMILIES = (*MARKED_FAMILIES, *NO_MARK_FAMILIES)
 
 Method = Callable[[Sample], np.ndarray]
 

@@ -22,11 +22,13 @@ import numpy as np
 from bot.engine.assets import FontFile
 from bot.engine.layers import Layer, logo_layer, over, rotate, scaled, text_layer
 from bot.engine.phrases import cjk_phrase, latin_phrase, short_phrase, stamp_phrase
+from bot.engine.signs import draw_sign
 
-__all__ = ["FAMILIES", "MARKED_FAMILIES", "MASK_THRESHOLD", "Sample", "synthesize"]
+__all__ = ["FAMILIES", "MARKED_FAMILIES", "MASK_THRESHOLD", "UNMARKED_FAMILIES", "Sample", "synthesize"]
 
-FAMILIES = ("text", "tiled", "logo", "stamp", "clean", "scenetext")
+FAMILIES = ("text", "tiled", "logo", "stamp", "clean", "scenetext", "signs")
 MARKED_FAMILIES = ("text", "tiled", "logo", "stamp")
+UNMARKED_FAMILIES = ("clean", "scenetext", "signs")  # signs: text drawn into the scene (signs.py), not a mark
 MASK_THRESHOLD = 0.02  # alpha above this counts as "the mark" (the oracle mask and IoU use it)
 JPEG_PROBABILITY = 0.7  # most watermarked files in the wild are JPEGs
 JPEG_QUALITY = (60, 95)
@@ -69,7 +71,7 @@ def synthesize(
     jpeg_probability: float = JPEG_PROBABILITY,
     jitter: bool = False,
 ) -> Sample:
-    """Mark (or, for clean/scenetext, only crop and re-encode) a photo.
+    """Mark (or, for the unmarked families, only crop, maybe draw scene text, and re-encode) a photo.
 
     Args:
         photo: HxWx3 uint8 RGB; not modified.
@@ -88,6 +90,8 @@ def synthesize(
     if photo.dtype != np.uint8 or photo.ndim != 3 or photo.shape[2] != 3:
         raise ValueError(f"expected an HxWx3 uint8 photo, got {photo.dtype} {photo.shape}")
     clean, meta = _crop(photo, size, rng, mirror=family != "scenetext")  # mirrored scene text is not real text
+    if family == "signs":  # before the jitter: the camera saw the sign, and it is part of the clean photo
+        clean = draw_sign(clean, rng, fonts, meta)
     if jitter:
         clean = _jitter(clean, rng, meta)
     h, w = clean.shape[:2]

@@ -17,8 +17,10 @@ weights: how a model is trained further on new photos, or for longer than one se
 run. The note records the checkpoint it started from.
 
 Data: every batch is drawn on the fly by ``synth.synthesize`` from the *train* split of assets.py (photos, fonts,
-logos), families text/tiled/logo/stamp plus about 22 % clean and scene-text negatives, every photo first jittered
-(exposure, colour, blur, noise: synth.py) so that 68 photos look like many more. Each sample is drawn on a canvas
+logos), families text/tiled/logo/stamp plus about 26 % negatives: clean photos, the four photos of real scene text,
+and signs (text drawn into the scene with its perspective, light and blur: signs.py, since four photos are too few
+to teach what real text looks like). Every photo is first jittered (exposure, colour, blur, noise: synth.py) so
+that 68 photos look like many more. Each sample is drawn on a canvas
 of a random side in CANVAS_SIDES (marks are sized relative to the canvas) and then cut to the --size crop, centred
 near a marked pixel when there is one: the network so sees marks at several scales relative to its window, which
 is what it meets on a downscaled proxy of a whole photo. Batches come from one DataLoader worker so that data and
@@ -58,7 +60,8 @@ from bot.engine.synth import MASK_THRESHOLD, synthesize
 
 __all__ = ["Config", "SyntheticBatches", "export", "losses", "main", "train"]
 
-FAMILY_WEIGHTS = {"text": 0.25, "tiled": 0.2, "logo": 0.19, "stamp": 0.14, "clean": 0.15, "scenetext": 0.07}
+FAMILY_WEIGHTS = {"text": 0.24, "tiled": 0.19, "logo": 0.18, "stamp": 0.13, "clean": 0.12, "scenetext": 0.06,
+                  "signs": 0.08}
 CANVAS_SIDES = (256, 320, 384, 448, 512)  # a sample's mark is drawn relative to one of these, then cropped
 PHOTO_MAX_PIXELS = 1_500_000  # photos are decoded once per worker at most this big (68 photos ≈ 310 MB)
 CHECKPOINT_MINUTES = 3.0
