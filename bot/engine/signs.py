@@ -24,7 +24,8 @@ from bot.engine.phrases import scene_phrase
 __all__ = ["SIGN_KINDS", "draw_sign"]
 
 SIGN_KINDS = ("panel", "painted", "page")  # a board with a background, letters on a surface, dark type on paper
-SIGN_KIND_P = (0.45, 0.35, 0.2)
+SIGN_KIND_P = (0.5, 0.2, 0.3)
+PAINTED_TRIES = 6  # painted letters go on the most textured of this many spots: a wall, not the sky
 MAX_TILT = 0.18  # each corner moves by up to this fraction of the sign's size: a surface seen at an angle
 
 
@@ -43,13 +44,25 @@ def draw_sign(photo: np.ndarray, rng: np.random.Generator, fonts: Sequence[FontF
     sign = _on_ground(letters, ground, height, rng) if kind != "painted" else letters
     sign = _tilted(sign, rng)
     sign = _blurred(sign, rng.uniform(0.3, 1.2))
-    x = int(rng.integers(0, max(1, w - sign[0].shape[1] + 1)))
-    y = int(rng.integers(0, max(1, h - sign[0].shape[0] + 1)))
+    x, y = _place(photo, sign[0].shape, rng, tries=PAINTED_TRIES if kind == "painted" else 1)
     out = photo.astype(np.float32)
     _light(out, sign, x, y, rng, textured=kind == "painted")
     meta.update(sign={"kind": kind, "text": text, "font": font.name if font else "pillow-default", "ink": ink,
                       "ground": ground})
     return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+
+
+def _place(photo: np.ndarray, shape: tuple[int, ...], rng: np.random.Generator, *, tries: int) -> tuple[int, int]:
+    """A top-left corner for a sign of this shape: random, or the most textured of `tries` random ones (lettering
+    painted on a smooth sky would be indistinguishable from an opaque watermark)."""
+    h, w = photo.shape[:2]
+    best, where = -1.0, (0, 0)
+    for _ in range(tries):
+        x, y = int(rng.integers(0, max(1, w - shape[1] + 1))), int(rng.integers(0, max(1, h - shape[0] + 1)))
+        texture = float(photo[y : y + shape[0], x : x + shape[1]].std()) if tries > 1 else 0.0
+        if texture > best:
+            best, where = texture, (x, y)
+    return where
 
 
 def _colours(kind: str, rng: np.random.Generator) -> tuple[list[int] | None, list[int]]:
