@@ -19,15 +19,15 @@ run. The note records the checkpoint it started from.
 Data: every batch is drawn on the fly by ``synth.synthesize`` from the *train* split of assets.py (photos, fonts,
 logos), families text/tiled/logo/stamp plus about 26 % negatives: clean photos, the four photos of real scene text,
 and signs (text drawn into the scene with its perspective, light and blur: signs.py, since four photos are too few
-to teach what real text looks like). Every photo is first jittered (exposure, colour, blur, noise: synth.py) so
-that 68 photos look like many more. Each sample is drawn on a canvas
-of a random side in CANVAS_SIDES (marks are sized relative to the canvas) and then cut to the --size crop, centred
-near a marked pixel when there is one: the network so sees marks at several scales relative to its window, which
-is what it meets on a downscaled proxy of a whole photo. Batches come from one DataLoader worker so that data and
-the two torch threads share the two cores. Losses: BCE + Dice on the mask (target alpha > MASK_THRESHOLD), L1 on
-alpha inside the mask (plus a small weight outside), L1 on the colour W / 255 inside the mask. AdamW with a warm-up
-then cosine decay over the run's budget (``--steps`` or ``--minutes``, whichever ends first: a time budget makes
-the schedule depend on the machine's speed, so a run is reproducible only with ``--steps``).
+to teach what real text looks like). Every photo is first jittered (exposure, colour, blur, noise: synth.py) so that
+68 photos look like many more. Each sample is drawn on a canvas of a random side in CANVAS_SIDES (marks are sized
+relative to the canvas) and then cut to the --size crop, centred near a marked pixel when there is one: the network
+so sees marks at several scales relative to its window, which is what it meets on a downscaled proxy of a whole
+photo. Batches come from one DataLoader worker so that data and the two torch threads share the two cores. Losses:
+BCE + Dice on the mask (target alpha > MASK_THRESHOLD), L1 on alpha inside the mask (plus a small weight outside),
+L1 on the colour W / 255 inside the mask. AdamW with a warm-up then cosine decay over the run's budget (``--steps``
+or ``--minutes``, whichever ends first: a time budget makes the schedule depend on the machine's speed, so a run is
+reproducible only with ``--steps``).
 
 Output in --out: checkpoint.pt every CHECKPOINT_MINUTES (model, optimiser, step, elapsed time, RNG states);
 train.log, one line per --log-every steps; at the end segmenter.onnx (opset 17, dynamic H and W, input ``image``
