@@ -16,7 +16,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from bot.engine.assets import FontFile, load_logo
 
-__all__ = ["Layer", "logo_layer", "open_face", "over", "procedural_logo", "rotate", "scaled", "text_layer"]
+__all__ = ["Layer", "hsv_colour", "logo_layer", "open_face", "over", "procedural_logo", "rotate", "scaled", "text_layer"]
 
 Layer = tuple[np.ndarray, np.ndarray]  # (coverage HxW float32 in [0,1], premultiplied colour HxWx3 float32)
 MAX_CACHED_FACES = 512
@@ -121,6 +121,12 @@ def procedural_logo(rng: np.random.Generator) -> np.ndarray:
         else:
             draw.polygon([(x0, y1), ((x0 + x1) // 2, y0), (x1, y1)], fill=fill)
     return np.asarray(big.resize((256, 256), Image.Resampling.LANCZOS))
+
+
+def hsv_colour(hue: int, saturation: int, value: int) -> list[int]:
+    """The [R, G, B] of an OpenCV HSV colour (hue 0-179, saturation and value 0-255)."""
+    hsv = np.uint8([[[hue, saturation, value]]])
+    return [int(v) for v in cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)[0, 0]]
 
 
 def rotate(layer: Layer, angle: float) -> Layer:

@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 
 from bot.engine.assets import FontFile
-from bot.engine.layers import Layer, over, text_layer
+from bot.engine.layers import Layer, hsv_colour, over, text_layer
 from bot.engine.phrases import scene_phrase
 
 __all__ = ["SIGN_KINDS", "draw_sign"]
@@ -70,11 +70,8 @@ def _colours(kind: str, rng: np.random.Generator) -> tuple[list[int] | None, lis
     if kind == "page":
         paper = int(rng.integers(205, 250))
         return [paper, paper, int(paper - rng.integers(0, 25))], [int(rng.integers(10, 60))] * 3
-    hue = rng.integers(0, 180)
-    bright = cv2.cvtColor(np.uint8([[[hue, rng.integers(60, 256), rng.integers(150, 256)]]]), cv2.COLOR_HSV2RGB)
-    dark = cv2.cvtColor(np.uint8([[[rng.integers(0, 180), rng.integers(60, 256), rng.integers(20, 90)]]]),
-                        cv2.COLOR_HSV2RGB)
-    pair = [[int(v) for v in bright[0, 0]], [int(v) for v in dark[0, 0]]]
+    bright = hsv_colour(rng.integers(0, 180), rng.integers(60, 256), rng.integers(150, 256))
+    pair = [bright, hsv_colour(rng.integers(0, 180), rng.integers(60, 256), rng.integers(20, 90))]
     if rng.random() < 0.3:
         pair[int(rng.integers(2))] = [int(rng.integers(225, 256))] * 3  # white letters or a white board
     if rng.random() < 0.5:

@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 
 from bot.engine.assets import FontFile
-from bot.engine.layers import Layer, logo_layer, over, rotate, scaled, text_layer
+from bot.engine.layers import Layer, hsv_colour, logo_layer, over, rotate, scaled, text_layer
 from bot.engine.phrases import cjk_phrase, latin_phrase, short_phrase, stamp_phrase
 from bot.engine.signs import draw_sign
 
@@ -339,8 +339,7 @@ def _mark_colour(rng: np.random.Generator) -> list[int]:
         return [int(rng.integers(0, 25))] * 3
     if kind == 2:
         return [int(rng.integers(90, 180))] * 3
-    hsv = np.uint8([[[rng.integers(0, 180), rng.integers(150, 256), rng.integers(150, 256)]]])
-    return [int(v) for v in cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)[0, 0]]
+    return hsv_colour(rng.integers(0, 180), rng.integers(150, 256), rng.integers(150, 256))
 
 
 def _position(layer: Layer, w: int, h: int, rng: np.random.Generator) -> tuple[int, int]:
