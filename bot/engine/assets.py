@@ -24,7 +24,6 @@ When nothing is installed every list is empty and synthesis falls back to proced
 from __future__ import annotations
 
 import functools
-import importlib.util
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -35,6 +34,8 @@ import cv2
 import numpy as np
 import PIL.Image
 from PIL import ImageOps
+
+from bot.engine import packages
 
 __all__ = [
     "SPLITS",
@@ -258,10 +259,8 @@ def _largest_wallpaper(folder: Path) -> Path:
 
 
 def _skimage_data() -> Path:
-    """scikit-image's bundled sample folder, found without importing the package (a `[train]`-only dependency);
-    a path that does not exist when it is not installed."""
-    spec = importlib.util.find_spec("skimage")
-    return Path(spec.origin).parent / "data" if spec is not None and spec.origin else Path("/nonexistent")
+    """scikit-image's bundled sample folder; a path that does not exist when it is not installed."""
+    return (packages.folder("skimage") or Path("/nonexistent")) / "data"
 
 
 def _existing(paths: Iterable[Path]) -> tuple[Path, ...]:

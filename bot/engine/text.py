@@ -6,7 +6,6 @@ network left alone, only began on, or left showing.
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 import threading
 import time
@@ -16,6 +15,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from bot.engine import packages
 from bot.engine.inpaint import fill, paste
 from bot.engine.progress import Progress
 from bot.engine.rgb import as_rgb
@@ -44,16 +44,9 @@ PROGRESS_FILLED = 95
 PROGRESS_DONE = 100
 
 
-def _default_model() -> Path:
-    """The detector .onnx shipped inside rapidocr_onnxruntime, located without importing the (slow) package."""
-    spec = importlib.util.find_spec(DETECTOR_PACKAGE)
-    if spec is not None and spec.submodule_search_locations:
-        return Path(next(iter(spec.submodule_search_locations))) / DETECTOR_FILE
-    # Not installed: a path that does not exist, so load() reports it as a broken engine.
-    return Path(DETECTOR_PACKAGE) / DETECTOR_FILE
-
-
-DEFAULT_MODEL: Path = _default_model()
+# The detector .onnx shipped inside rapidocr_onnxruntime; when that is not installed, a path that does not exist,
+# so load() reports it as a broken engine.
+DEFAULT_MODEL: Path = (packages.folder(DETECTOR_PACKAGE) or Path(DETECTOR_PACKAGE)) / DETECTOR_FILE
 
 # (y0, x0, height, width) of a full-resolution window -> that window's HxW probabilities (0..1) of being a mark.
 Belief = Callable[[int, int, int, int], np.ndarray]
