@@ -102,14 +102,15 @@ def test_a_fine_tune_starts_from_the_given_checkpoint_and_says_so(tmp_path: Path
                 train.Config(seed=7, steps=1, width=0.5), 1, 1.0)
     train.export(first)
 
-    # A learning rate of 0 keeps the weights where the run started: the first run's, not a fresh draw.
+    # The exported weights (what ships beside the ONNX graph) are enough to go on from. A learning rate of 0
+    # keeps the weights where the run started: the first run's, not a fresh draw.
     second = tmp_path / "second"
     train.train(second, train.Config(seed=1, steps=1, batch=2, width=0.5, lr=0.0, workers=0,
-                                     init=str(first / "checkpoint.pt")))
+                                     init=str(first / "segmenter.pt")))
     tuned = torch.load(second / "checkpoint.pt", weights_only=False)["model"]
     for name, value in net.state_dict().items():
         if name in dict(net.named_parameters()):
             assert torch.equal(tuned[name], value), name
     note = json.loads((second / "segmenter.json").read_text())
-    assert note["config"]["init"] == str(first / "checkpoint.pt")
+    assert note["config"]["init"] == str(first / "segmenter.pt")
     assert note["started_from"]["config"]["seed"] == 7

@@ -10,11 +10,11 @@ useless). One command, resumable::
     tail -f /tmp/seg/train.log
     python -m bot.engine.train --out /tmp/seg --minutes 90 --resume   # after an interruption
     python -m bot.engine.train --out /tmp/seg --export                # only re-export the last checkpoint
-    python -m bot.engine.train --out /tmp/seg2 --init /tmp/seg/checkpoint.pt --seed 1 --minutes 80  # fine-tune
+    python -m bot.engine.train --out /tmp/seg2 --init /tmp/seg/segmenter.pt --seed 1 --minutes 80  # fine-tune
 
 ``--init`` starts a new run (fresh optimiser, warm-up and schedule, its own data stream) from another run's
-weights: how a model is trained further on new photos, or for longer than one session, without redoing the first
-run. The note records the checkpoint it started from.
+weights (its segmenter.pt, or its checkpoint.pt): how a model is trained further on new photos, or for longer
+than one session, without redoing the first run. The note records the weights it started from.
 
 Data: every batch is drawn on the fly by ``synth.synthesize`` from the *train* split of assets.py (photos, fonts,
 logos), families text/tiled/logo/stamp plus about 26 % negatives: clean photos, the four photos of real scene text,
@@ -31,7 +31,8 @@ reproducible only with ``--steps``).
 
 Output in --out: checkpoint.pt every CHECKPOINT_MINUTES (model, optimiser, step, elapsed time, RNG states);
 train.log, one line per --log-every steps; at the end segmenter.onnx (opset 17, dynamic H and W, input ``image``
-N×3×H×W RGB in [0, 1], outputs ``mask``, ``alpha``, ``colour`` probabilities) and segmenter.json (how it was made).
+N×3×H×W RGB in [0, 1], outputs ``mask``, ``alpha``, ``colour`` probabilities), segmenter.json (how it was made)
+and segmenter.pt (the weights alone, for ``--init``).
 """
 
 from __future__ import annotations
@@ -87,7 +88,7 @@ class Config:
     threads: int = 2
     workers: int = 1
     log_every: int = 20
-    init: str | None = None  # the checkpoint whose weights this run started from (None: random)
+    init: str | None = None  # the weights this run started from (None: random)
 
 
 class SyntheticBatches(IterableDataset):
@@ -249,11 +250,14 @@ def _save(path: Path, net: LiteUNet, optimiser: torch.optim.Optimizer, config: C
 
 
 def export(out: Path) -> Path:
-    """Export out/checkpoint.pt to out/segmenter.onnx and describe it in out/segmenter.json."""
+    """Export out/checkpoint.pt to out/segmenter.onnx, describe it in out/segmenter.json, and keep its weights
+    alone in out/segmenter.pt: what ``--init`` needs to train the network further once it ships (the ONNX
+    graph has its batch norms folded into the convolutions, so it cannot be trained on)."""
     state = torch.load(out / "checkpoint.pt", weights_only=False)
     config = Config(**state["config"])
     net = LiteUNet(config.width)
     net.load_state_dict(state["model"])
+    torch.save({"model": state["model"], "config": state["config"]}, out / "segmenter.pt")
     wrapped = Exported(net).eval()
     path = out / "segmenter.onnx"
     dummy = torch.rand(1, 3, 64, 64)
@@ -326,7 +330,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--log-every", type=int, default=defaults.log_every)
     parser.add_argument("--resume", action="store_true", help="continue from DIR/checkpoint.pt")
     parser.add_argument("--export", action="store_true", help="only export DIR/checkpoint.pt to ONNX")
-    parser.add_argument("--init", type=Path, help="start from this checkpoint's weights (same --width)")
+    parser.add_argument("--init", type=Path,
+                        help="start from these weights: a checkpoint.pt or segmenter.pt (same --width)")
     args = parser.parse_args(argv)
     if args.export:
         export(args.out)
