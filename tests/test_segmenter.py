@@ -114,3 +114,36 @@ def test_a_fine_tune_starts_from_the_given_checkpoint_and_says_so(tmp_path: Path
     note = json.loads((second / "segmenter.json").read_text())
     assert note["config"]["init"] == str(first / "segmenter.pt")
     assert note["started_from"]["config"]["seed"] == 7
+
+
+def test_an_exported_network_unfolds_into_the_same_network_with_batch_norms_to_train(tmp_path: Path) -> None:
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("onnx")
+    from bot.engine import train, unfold
+    from bot.engine.model import LiteUNet
+
+    torch.manual_seed(3)
+    net = LiteUNet(0.5)
+    for module in net.modules():  # trained-looking statistics, so that folding them in changes the weights
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.5, 0.5)
+            module.running_var.uniform_(0.5, 2.0)
+            module.weight.data.uniform_(0.5, 1.5)
+            module.bias.data.uniform_(-0.2, 0.2)
+    train._save(tmp_path / "checkpoint.pt", net, torch.optim.AdamW(net.parameters()),
+                train.Config(steps=1, width=0.5), 1, 1.0)
+    calibration = torch.rand(4, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+
+    exported = train.export(tmp_path)
+    unfolded = unfold.unfold(exported, 0.5, calibration)
+
+    image = torch.rand(1, 3, 96, 64, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        expected, got = net.eval()(image), unfolded.eval()(image)
+        assert all(torch.allclose(got[k], expected[k], atol=1e-4) for k in expected)
+        # Training normalises with each batch's own statistics: on the calibration batch that changes nothing.
+        trained, reference = unfolded.train()(calibration)["mask"], net.eval()(calibration)["mask"]
+    assert torch.allclose(trained, reference, atol=1e-3)
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in unfolded.modules())
+    with pytest.raises(ValueError, match="does not fit a width-1.0 network"):
+        unfold.unfold(exported, 1.0, calibration)
