@@ -147,3 +147,20 @@ def test_an_exported_network_unfolds_into_the_same_network_with_batch_norms_to_t
     assert any(isinstance(m, torch.nn.BatchNorm2d) for m in unfolded.modules())
     with pytest.raises(ValueError, match="does not fit a width-1.0 network"):
         unfold.unfold(exported, 1.0, calibration)
+
+
+def test_the_shipped_weights_are_the_shipped_network() -> None:
+    torch = pytest.importorskip("torch")
+    from bot.engine.mark import DEFAULT_SEGMENTER
+    from bot.engine.model import LiteUNet
+
+    saved = torch.load(DEFAULT_SEGMENTER.with_suffix(".pt"), weights_only=False)
+    net = LiteUNet(saved["config"]["width"])
+    net.load_state_dict(saved["model"])
+    rgb = np.random.default_rng(0).integers(0, 256, (96, 128, 3), dtype=np.uint8)
+
+    seen = Segmenter.load(DEFAULT_SEGMENTER).predict(rgb)
+    with torch.no_grad():
+        heads = net.eval()(torch.from_numpy(to_input(rgb, seen.mask.shape)))
+
+    assert np.allclose(seen.mask, torch.sigmoid(heads["mask"])[0, 0].numpy(), atol=1e-4)
