@@ -18,7 +18,9 @@
    to 10000 x 10000 and time follows the marks' area), each pixel's snapped coverage gives its opacity; the
    blend is inverted below FEATHER_FROM, inpainted at unblend.OPAQUE and above, and mixed in between so the seam
    does not show. A mark to inpaint is inpainted only where it is: its ink (the pixels that differ from B) and
-   INK_REACH px around it, not the gaps between its letters. Only pixels whose opacity exceeds CHANGED, or that
+   INK_REACH px around it, not the gaps between its letters. Deep inside a wide un-blended mark (a stamp's
+   see-through plate, PLATE_DEPTH), what still stands out once the plate is un-blended is the name or icon drawn
+   on it in another colour, and is inpainted the same way. Only pixels whose opacity exceeds CHANGED, or that
    are inpainted, are written; every other pixel is copied exactly.
 4. The text engine (bot.engine.text, the PP-OCR detector) then looks at the original image, and the text lines
    whose ink the steps above left mostly unchanged (under text.HANDLED_SHARE), or still showing (text.STILL_SHARE:
@@ -71,6 +73,11 @@ MAX_FILL = 0.15  # ...unless it covers more than this fraction of the proxy: the
 GROUP_GAP = 0.03  # of the proxy's short side: pieces closer than this are one mark (letters of a word, repeats)
 FEATHER_FROM = 0.75  # from here up to unblend.OPAQUE the inversion is mixed with inpainting
 INK_REACH = 2  # px around a filled mark's ink that are filled too: its soft rim (val: 1 and 2 alike, 3 worse)
+PLATE_DEPTH = 6  # proxy px: an un-blended mark this far inside is a plate, not a stroke (val: 3-6 alike on marks,
+# 6 leaves its pages of real text as they were)
+ON_PLATE = 30.0  # 0..255: on a plate, lettering stands out of B by more than this once un-blended (val: 20-50 alike)
+PLATE_SPREAD = 6.0  # ...and by more than this many median absolute deviations of the plate's pixels (val: 3-6 alike,
+# 10 finds nothing; under 6 more of a textured photo under a bare plate is taken for lettering: tests/test_unblend.py)
 TILE_HOLE_PIXELS = 150_000  # Telea costs ~1 us per hole pixel: bigger holes in a tile are filled at a lower scale
 TILE = 1024  # full-resolution px per tile side
 TILE_MARGIN = 16  # px of context around a tile for inpainting; only the tile itself is written
@@ -90,6 +97,7 @@ class Marks:
     colour: np.ndarray  # hxwx3 float32 0..255: each mark's fitted colour W on its region
     opacity: np.ndarray  # hxw float32: each un-blended mark's fitted opacity A on its region, 0 elsewhere
     count: int  # how many marks (groups of nearby pieces)
+    plates: np.ndarray  # hxw bool: at least PLATE_DEPTH inside an un-blended mark, where lettering may lie on it
 
     @property
     def empty(self) -> bool:
@@ -103,7 +111,7 @@ class Marks:
 
 def _no_marks(h: int, w: int) -> Marks:
     return Marks(np.zeros((h, w), bool), np.zeros((h, w, 3), np.float32), np.zeros((h, w, 3), np.float32),
-                 np.zeros((h, w), np.float32), 0)
+                 np.zeros((h, w), np.float32), 0, np.zeros((h, w), bool))
 
 
 def find_marks(seen: Segmentation, rgb: np.ndarray) -> Marks:
@@ -150,6 +158,7 @@ def find_marks(seen: Segmentation, rgb: np.ndarray) -> Marks:
     colour = np.zeros((h, w, 3), np.float32)
     opacity = np.zeros((h, w), np.float32)
     fill = np.zeros((h, w), bool)
+    unblended = np.zeros((h, w), bool)
     kept = 0
     for group in np.flatnonzero(sure):
         x, y, bw, bh = boxes[group, :4]
@@ -173,10 +182,11 @@ def find_marks(seen: Segmentation, rgb: np.ndarray) -> Marks:
             continue
         colour[box][own] = blend.colour
         opacity[box][own] = blend.opacity
+        unblended[box] |= core
         kept += 1
     if not kept:
         return _no_marks(h, w)
-    return Marks(fill, background, colour, opacity, kept)
+    return Marks(fill, background, colour, opacity, kept, ~_dilate(~unblended, PLATE_DEPTH))
 
 
 class _Samples:
@@ -251,9 +261,13 @@ def _clean_tile(tile: np.ndarray, marks: Marks, y0: int, x0: int, sy: float, sx:
     if fill.any():
         fill = _ink(marked, background, fill)
     changed = (alpha > CHANGED) | fill
-    if not changed.any():
+    plate = upsample(marks.plates.astype(np.uint8), y0, x0, h, w, sy, sx, nearest) > 0
+    if not changed.any() and not plate.any():
         return tile, changed
     restored, _ = invert(marked, alpha, colour)
+    if plate.any():
+        fill = fill | (_dilate(_lettering(restored, background, plate), INK_REACH) & plate)
+        changed = changed | fill
     hole = (alpha >= FEATHER_FROM) | fill
     if hole.any():
         known = np.clip(np.rint(restored), 0, 255).astype(np.uint8)
@@ -263,6 +277,18 @@ def _clean_tile(tile: np.ndarray, marks: Marks, y0: int, x0: int, sy: float, sx:
         mix[fill] = 1.0
         restored = restored * (1 - mix[..., None]) + filled * mix[..., None]
     return np.clip(np.rint(restored), 0, 255).astype(np.uint8), changed
+
+
+def _lettering(restored: np.ndarray, background: np.ndarray, plate: np.ndarray) -> np.ndarray:
+    """The pixels of a plate (a stamp's see-through box: the inside of a wide un-blended mark) that its un-blending
+    left standing out: the name or icon drawn on the plate in another colour, which one colour cannot take off
+    (it may even make them starker). They stand out of B by more than ON_PLATE and than PLATE_SPREAD times the
+    spread of the plate's own departures from B, which are the photo's texture and B's guesswork in a big hole."""
+    departure = np.linalg.norm(restored - background, axis=-1)
+    level = departure[plate]
+    median = float(np.median(level))
+    spread = float(np.median(np.abs(level - median)))
+    return plate & (departure > max(ON_PLATE, median + PLATE_SPREAD * spread))
 
 
 def _ink(marked: np.ndarray, background: np.ndarray, fill: np.ndarray) -> np.ndarray:
