@@ -74,10 +74,9 @@ async def test_sync_timeout_falls_back_to_one_async_task(fake: FakePicWish, phot
     # The fake must have handled the sync request well inside the client's limit (it holds the answer only
     # afterwards), also on a loaded machine: a limit of 0.3 s was once too short for that in CI.
     fake.hang("POST", TASKS_PATH, 2.0)
-    async with serve(fake.app) as url:
-        async with PicWishClient(KEY, base_url=url, sync_timeout=1.0, poll_interval=0.01,
-                                 requests_per_second=None) as client:
-            result = await client.remove(photo)
+    async with serve(fake.app) as url, PicWishClient(KEY, base_url=url, sync_timeout=1.0, poll_interval=0.01,
+                                                     requests_per_second=None) as client:
+        result = await client.remove(photo)
     posts = [r for r in fake.requests if r.method == "POST"]
     assert [p.form["sync"] for p in posts] == ["1", "0"]
     assert result.format == "jpeg"
