@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
+from bot.engine import text
 from bot.engine.mark import DEFAULT_SEGMENTER, MarkEngine
 from bot.engine.text import DEFAULT_MODEL, TextEngine
 from bot.errors import EngineBroken, RemovalFailed
@@ -164,6 +165,22 @@ def test_the_text_pass_fills_only_text_the_other_detector_believes_is_a_mark(tex
     assert mae_inside(out, clean, mask) <= mae_inside(marked, clean, mask) / 2
 
 
+def test_the_text_pass_leaves_believed_words_on_a_flat_surface_alone(text_engine: TextEngine) -> None:
+    # A sign: a word on a flat panel in the photo, believed as much as the mark the test above fills. Scene text
+    # lies on a surface of its own; a mark lies over the photo, whose grain shows around its letters.
+    clean = photo(1200, 800, 55)
+    sign = Image.fromarray(clean)
+    draw = ImageDraw.Draw(sign)
+    draw.rectangle((250, 300, 950, 480), fill=(30, 80, 150))
+    draw.text((300, 330), "SAMPLE", font=text_font(110), fill=(245, 245, 245))
+    scene = np.asarray(sign).copy()
+    letters = np.all(scene > 200, axis=2) & (np.arange(800)[:, None] >= 300)
+    believed = np.where(letters, 0.47, 0).astype(np.float32)
+    window = lambda y, x, h, w: believed[y : y + h, x : x + w]
+
+    assert np.array_equal(text_engine.clean(scene, after=scene.copy(), belief=window), scene)
+
+
 def page_of_text(lines: int, seed: int) -> np.ndarray:
     """A photographed page: dark lines of text on light, slightly uneven paper."""
     rng = np.random.default_rng(seed)
@@ -190,15 +207,20 @@ def tiled_mark(clean: np.ndarray, rows: int, alpha: float) -> tuple[np.ndarray, 
     return marked, a[..., 0] > 0
 
 
-def test_the_text_pass_leaves_a_page_of_text_alone(text_engine: TextEngine) -> None:
+def test_the_text_pass_leaves_a_page_of_text_alone(text_engine: TextEngine, monkeypatch: pytest.MonkeyPatch
+                                                  ) -> None:
     # The other detector believes all of it is a mark (documents fool it), but a mark is a line or two:
     # a picture with many lines of opaque text is a page, and its text is what the person sent.
     sure = lambda y, x, h, w: np.ones((h, w), np.float32)
     page = page_of_text(9, 53)
     assert np.array_equal(text_engine.clean(page, after=page.copy(), belief=sure), page)
-    # The same two lines alone are filled: it is the count of lines that keeps them.
+    # Two lines on the same paper are left alone too: they lie on a flat surface of their own.
     note = page_of_text(2, 53)
+    assert np.array_equal(text_engine.clean(note, after=note.copy(), belief=sure), note)
+    # Without that rule the two lines are filled and the page is not: it is the count of lines that keeps a page.
+    monkeypatch.setattr(text, "MIN_TEXTURE", 0.0)
     assert np.count_nonzero(np.any(text_engine.clean(note, after=note.copy(), belief=sure) != note, axis=2)) > 5000
+    assert np.array_equal(text_engine.clean(page, after=page.copy(), belief=sure), page)
     # As many lines of a see-through word are a tiled mark, and are filled.
     clean = photo(1200, 800, 54)
     marked, mask = tiled_mark(clean, 4, 0.35)

@@ -27,7 +27,8 @@
    an outline or a shadow the one-colour blend did not take), are inpainted as that engine does, if the segmenter
    gave their ink some belief (text.MIN_BELIEF): the network still misses text marks (big ones above all), or
    covers only part of them, that it half sees and the OCR detector finds, while scene text, which the OCR
-   detector finds too, the network has learnt is no mark. Where the network handled a line the un-blending is
+   detector finds too, the network has learnt is mostly no mark; what it does believe of a sign, on a flat panel
+   of its own, the text pass leaves alone (text.MIN_TEXTURE). Where the network handled a line the un-blending is
    kept, as it restores the photo rather than inventing it. An image with more lines of opaque text than a mark
    has (text.MAX_LINES, text.PAGE_OPACITY: a page, a screen, a puzzle) gets no text pass: its text is its own.
 """
