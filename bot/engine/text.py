@@ -37,7 +37,8 @@ STILL_SHARE = 0.4  # see TextEngine.clean(after=...); 0.3-0.5 score alike on the
 BELIEF_REACH = 4  # px: ink this close together is one word, judged as a whole
 MIN_TEXTURE = 4.5  # 0..255: the least spread of the pixels around a word for it to be filled (see _on_the_photo;
 # val split: 3 changes nothing, 4-4.5 leave real text 98.4-98.5 % unchanged instead of 98.2 % and its synthetic
-# signs touched 14-15 times in 24 instead of 21, for 0.1 dB less in the marks; 5.5 loses text marks: 19.8 against 20.3 dB in them)
+# signs touched 14-15 times in 24 instead of 21, for 0.1 dB less in the marks; 5.5 loses text marks: 19.8 against
+# 20.3 dB in them)
 MAX_LINES = 5  # see TextEngine.clean(after=...); chosen on the val split (its pages, signs and screens of text)
 PAGE_OPACITY = 0.5  # ...with ink at least this opaque (val: tiled marks 0.16-0.38, pages and puzzles 0.54-1)
 # Where the progress bar stands after each stage; the inpainting of regions spreads over the gap in between.
