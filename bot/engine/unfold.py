@@ -28,7 +28,7 @@ from torch import nn
 from bot.engine.model import LiteUNet
 from bot.engine.segmenter import Segmenter, to_input
 
-__all__ = ["CALIBRATION_BATCHES", "main", "unfold"]
+__all__ = ["CALIBRATION_BATCHES", "largest_difference", "main", "unfold"]
 
 CALIBRATION_BATCHES = 4  # training batches whose statistics the batch norms take (16 samples each)
 
@@ -113,10 +113,10 @@ def main(argv: list[str] | None = None) -> None:
     net = unfold(args.onnx, width, _calibration(width))
     out = args.onnx.with_suffix(".pt")
     torch.save({"model": net.state_dict(), "config": note["config"], "unfolded_from": args.onnx.name}, out)
-    print(f"wrote {out}; {_largest_difference(args.onnx, net):.2e} from the ONNX graph on a random image")
+    print(f"wrote {out}; {largest_difference(args.onnx, net):.2e} from the ONNX graph on a random image")
 
 
-def _largest_difference(onnx_path: Path, net: LiteUNet) -> float:
+def largest_difference(onnx_path: Path, net: LiteUNet) -> float:
     """The largest difference between the unfolded network's mask probability and the engine's (the ONNX graph
     run as the engine runs it) on a random image."""
     rgb = np.random.default_rng(0).integers(0, 256, (96, 128, 3), dtype=np.uint8)
