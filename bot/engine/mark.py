@@ -262,7 +262,9 @@ def _clean_tile(tile: np.ndarray, marks: Marks, y0: int, x0: int, sy: float, sx:
     if fill.any():
         fill = _ink(marked, background, fill)
     changed = (alpha > CHANGED) | fill
-    plate = upsample(marks.plates.astype(np.uint8), y0, x0, h, w, sy, sx, nearest) > 0
+    plate = np.zeros_like(changed)
+    if marks.plates.any():  # most marks are strokes, not plates: their tiles need no plate plane upsampled
+        plate = upsample(marks.plates.astype(np.uint8), y0, x0, h, w, sy, sx, nearest) > 0
     if not changed.any() and not plate.any():
         return tile, changed
     restored, _ = invert(marked, alpha, colour)
