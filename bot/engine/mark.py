@@ -4,7 +4,10 @@
    the probability of a mark. Marks are the pixels above MARK_PROBABILITY, without specks under MIN_AREA; none,
    and the image comes back as it came, bit for bit. A mark must also have a core the network is all but sure
    of (MIN_PEAK): its false marks on photos it never saw (a sign, a bright object) reach 0.95 but seldom 0.999,
-   while real marks do; the faint repeats of a tiled mark need only one sure repeat of about their size.
+   while real marks do; the faint repeats of a tiled mark need only one sure repeat of about their size, and a
+   stamp, a small mark in a corner with text in it (a name or an address, often beside an icon), needs only
+   STAMP_PEAK where the OCR detector (the text engine's) finds text lines in it: a photo's false marks are seldom
+   in a corner and text at once.
    Where the network's marks repeat on a lattice, the tiled mark is first taken out of the stack of its repeats
    (bot.engine.tiled, which pools them instead of fitting each against an inpainted guess); the steps below then
    look only for the marks besides it.
@@ -13,7 +16,7 @@
    fitted to its pixels (unblend.fit_blend). A mark the one-colour blend explains well is un-blended; one it
    explains mostly (a logo of several colours) is inpainted, unless it covers more than MAX_FILL of the image;
    one it explains less, or with a negligible opacity, is left alone (most of the network's false marks on
-   photos land there).
+   photos land there), unless it is a stamp, which is inpainted.
 3. At full resolution, tile by tile (TILE px a side, only the tiles a mark reaches, so memory stays bounded up
    to 10000 x 10000 and time follows the marks' area), each pixel's snapped coverage gives its opacity; the
    blend is inverted below FEATHER_FROM, inpainted at unblend.OPAQUE and above, and mixed in between so the seam
@@ -22,8 +25,8 @@
    see-through plate, PLATE_DEPTH), what still stands out once the plate is un-blended is the name or icon drawn
    on it in another colour, and is inpainted the same way. Only pixels whose opacity exceeds CHANGED, or that
    are inpainted, are written; every other pixel is copied exactly.
-4. The text engine (bot.engine.text, the PP-OCR detector) then looks at the original image, and the text lines
-   whose ink the steps above left mostly unchanged (under text.HANDLED_SHARE), or still showing (text.STILL_SHARE:
+4. The text engine (bot.engine.text, the PP-OCR detector; it reads the original image once, before step 2, as
+   its lines vouch for stamps) then takes the text lines whose ink the steps above left mostly unchanged (under text.HANDLED_SHARE), or still showing (text.STILL_SHARE:
    an outline or a shadow the one-colour blend did not take), are inpainted as that engine does, if the segmenter
    gave their ink some belief (text.MIN_BELIEF): the network still misses text marks (big ones above all), or
    covers only part of them, that it half sees and the OCR detector finds, while scene text, which the OCR
@@ -50,6 +53,7 @@ from bot.engine.progress import Progress
 from bot.engine.rgb import as_rgb
 from bot.engine.segmenter import MIN_AREA, PROXY_MAX_SIDE, Segmentation, Segmenter, to_input, upsample
 from bot.engine.text import TextEngine
+from bot.engine.textmask import Region
 from bot.engine.unblend import CHANGED, FIT_SAMPLES, MIN_CONTRAST, OPAQUE, coverage, fit_blend, invert
 
 __all__ = ["DEFAULT_SEGMENTER", "MarkEngine", "Marks"]
@@ -61,6 +65,11 @@ DEFAULT_THREADS = 2
 
 MARK_PROBABILITY = 0.8  # a proxy pixel is part of a mark above this probability (chosen on the val split)
 MIN_PEAK = 0.999  # a mark's most probable proxy pixel must reach this (chosen on the val split; see step 1)
+STAMP_PEAK = 0.99  # a corner stamp with text in it needs only this peak (val: 0.98-0.99 alike; see step 1)...
+STAMP_TEXT = 0.4  # ...if this share of it lies in text lines the OCR detector found (val: 0.6 misses a stamp whose
+# icon is as big as its name)...
+STAMP_AREA = 0.03  # ...if it covers at most this fraction of the proxy (a stamp, not a sign filling the photo)...
+CORNER = 0.06  # ...and reaches within this fraction of the proxy's side of two edges that meet (val: 0.04-0.1 alike)
 REACH = 2  # proxy px around a mark where its soft edges may still lie
 FIT_BAND = 5  # proxy px from the edge of the inpainted hole within which B is trusted for fitting
 REPEATS = 4  # this many marks or more are taken for the repeats of one tiled mark...
@@ -115,9 +124,10 @@ def _no_marks(h: int, w: int) -> Marks:
                  np.zeros((h, w), np.float32), 0, np.zeros((h, w), bool))
 
 
-def find_marks(seen: Segmentation, rgb: np.ndarray) -> Marks:
+def find_marks(seen: Segmentation, rgb: np.ndarray, lines: np.ndarray | None = None) -> Marks:
     """Turn the segmenter's proxy maps into fitted marks (steps 1 and 2 of the module docstring); rgb is the
-    full-resolution image the proxy was made from, whose pixels the blends are fitted to."""
+    full-resolution image the proxy was made from, whose pixels the blends are fitted to; lines (hxw bool, or None
+    without a text detector) the proxy pixels inside the text lines the OCR detector found."""
     pieces_count, pieces, stats, _ = cv2.connectedComponentsWithStats(
         (seen.mask > MARK_PROBABILITY).astype(np.uint8), connectivity=8
     )
@@ -151,6 +161,10 @@ def find_marks(seen: Segmentation, rgb: np.ndarray) -> Marks:
     peaks = np.zeros(count, np.float32)
     np.maximum.at(peaks, groups[marked], seen.mask[marked])
     sure = peaks >= MIN_PEAK
+    stamps = np.zeros(count, bool)
+    if lines is not None:
+        stamps = _corner_stamps(boxes, groups, marked & lines, areas) & (peaks >= STAMP_PEAK) & ~sure
+        sure |= stamps
     shared = None
     if repeats and (sure & small).any():
         typical = float(np.median(areas[sure & small]))
@@ -170,12 +184,14 @@ def find_marks(seen: Segmentation, rgb: np.ndarray) -> Marks:
             blend = shared
         else:
             blend = fit_blend(*samples.at(core & usable[box], box))
-        if blend.explained < MIN_EXPLAINED or blend.opacity < MIN_OPACITY:
+        one_colour = blend.explained >= MIN_ONE_COLOUR and blend.opacity >= MIN_OPACITY
+        if (blend.explained < MIN_EXPLAINED or blend.opacity < MIN_OPACITY) and not stamps[group]:
             continue  # not a blend at all: a sign, a shadow, the network's mistake
-        if blend.explained < MIN_ONE_COLOUR:
-            # A blend, but not of one colour (outlined text, a many-coloured logo): inverting it with one W would
-            # leave the rest behind, so it is inpainted like the first engine does; unless it is so big that
-            # inventing it would do more harm than any mark (the network's worst mistakes are such).
+        if not one_colour:
+            # A blend, but not of one colour (outlined text, a many-coloured logo), or a stamp (an icon beside a
+            # name) whatever its blend: inverting it with one W would leave the rest behind, so it is inpainted
+            # like the first engine does; unless it is so big that inventing it would do more harm than any mark
+            # (the network's worst mistakes are such).
             if np.count_nonzero(own) > MAX_FILL * h * w:
                 continue
             fill[box] |= own
@@ -188,6 +204,33 @@ def find_marks(seen: Segmentation, rgb: np.ndarray) -> Marks:
     if not kept:
         return _no_marks(h, w)
     return Marks(fill, background, colour, opacity, kept, ~_dilate(~unblended, PLATE_DEPTH))
+
+
+def _corner_stamps(boxes: np.ndarray, groups: np.ndarray, texted: np.ndarray, areas: np.ndarray) -> np.ndarray:
+    """Per group (boxes and areas indexed by group, 0 none): whether it is small, in a corner and at least
+    STAMP_TEXT of it text (texted: hxw bool, its pixels in text lines)."""
+    h, w = groups.shape
+    x, y, right, bottom = boxes[:, 0], boxes[:, 1], boxes[:, 0] + boxes[:, 2], boxes[:, 1] + boxes[:, 3]
+    near_side = (x <= CORNER * w) | (right >= (1 - CORNER) * w)
+    near_end = (y <= CORNER * h) | (bottom >= (1 - CORNER) * h)
+    text = np.bincount(groups[texted], minlength=len(areas)) >= STAMP_TEXT * np.maximum(areas, 1)
+    found = near_side & near_end & text & (areas <= STAMP_AREA * h * w)
+    found[0] = False
+    return found
+
+
+def _text_lines(regions: list[Region], shape: tuple[int, int], height: int, width: int) -> np.ndarray:
+    """hxw bool on a proxy of the given shape: the pixels inside the text lines of regions (found on the
+    height x width image)."""
+    h, w = shape
+    out = np.zeros((h, w), bool)
+    for region in regions:
+        y0, x0 = int(region.y0 * h / height), int(region.x0 * w / width)
+        y1 = max(y0 + 1, int(np.ceil(region.y1 * h / height)))
+        x1 = max(x0 + 1, int(np.ceil(region.x1 * w / width)))
+        lines = cv2.resize(region.line_mask, (x1 - x0, y1 - y0), interpolation=cv2.INTER_NEAREST) > 0
+        out[y0:y1, x0:x1] |= lines[: h - y0, : w - x0]
+    return out
 
 
 class _Samples:
@@ -342,7 +385,9 @@ class MarkEngine:
                 # The steps below fit the marks besides it against the photo without it, on the proxy too.
                 proxy = to_input(base, seen.mask.shape)[0].transpose(1, 2, 0)
                 rest = seen._replace(mask=tiled.without(seen.mask, changed), image=proxy)
-            marks = find_marks(rest, base)
+            regions = self._text.lines(rgb) if self._text is not None else None
+            lines = None if regions is None else _text_lines(regions, seen.mask.shape, *rgb.shape[:2])
+            marks = find_marks(rest, base, lines)
             found = time.perf_counter()
             report(PROGRESS_SEGMENTED * share // PROGRESS_DONE)
             out = remove(base, marks, lambda p: report(p * share // PROGRESS_DONE))
@@ -355,7 +400,7 @@ class MarkEngine:
                     return upsample(seen.mask, y, x, h, w, ph / height, pw / width)
 
                 out = self._text.clean(rgb, lambda p: report(share + span * p // PROGRESS_DONE), after=out,
-                                       belief=belief)
+                                       belief=belief, regions=regions)
             report(PROGRESS_DONE)
             log.debug("cleaned %dx%d: %s, %d marks; find %.2f s, remove %.2f s, text %.2f s", rgb.shape[1],
                       rgb.shape[0], "a tiled mark" if repeated is not None else "no tiled mark", marks.count,

@@ -76,8 +76,15 @@ class TextEngine:
         log.info("text engine loaded from %s in %.2f s", path, time.perf_counter() - started)
         return engine
 
+    def lines(self, rgb: np.ndarray) -> list[Region]:
+        """The text-line regions the detector finds in rgb (HxWx3 uint8 RGB)."""
+        rgb = as_rgb(rgb)
+        with self._lock:
+            return line_regions(self._detector.probability(rgb), rgb.shape[1], rgb.shape[0])
+
     def clean(self, rgb: np.ndarray, progress: Callable[[int], None] | None = None, *,
-              after: np.ndarray | None = None, belief: Belief | None = None) -> np.ndarray:
+              after: np.ndarray | None = None, belief: Belief | None = None, regions: list[Region] | None = None
+              ) -> np.ndarray:
         """rgb: HxWx3 uint8 RGB. Returns a new HxWx3 uint8 array (`after` itself when given); only pixels inside
         detected text change.
 
@@ -93,14 +100,16 @@ class TextEngine:
         is left alone: the OCR detector finds all text, scene text too, and a
         detector trained to tell marks from scene text settles which of it is a mark. With a belief, a word on a
         flat surface (a sign's panel, a page: under MIN_TEXTURE around it) is left alone too, as that detector
-        believes some signs."""
+        believes some signs.
+        regions: the text lines of rgb when the caller already has them (lines()), so the detector runs once."""
         rgb = as_rgb(rgb)
         report = Progress(progress)
         with self._lock:
             started = time.perf_counter()
             report(PROGRESS_START)
             height, width = rgb.shape[:2]
-            regions = line_regions(self._detector.probability(rgb), width, height)
+            if regions is None:
+                regions = line_regions(self._detector.probability(rgb), width, height)
             detected = time.perf_counter()
             report(PROGRESS_DETECTED)
 
