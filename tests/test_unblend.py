@@ -376,3 +376,23 @@ def test_a_doubted_mark_with_text_in_it_is_a_stamp_only_in_a_corner(top: int, le
         assert error < np.abs(marked[truth].astype(float) - clean[truth]).mean() / 2
     else:
         assert marks.empty and np.array_equal(out, marked)
+
+
+def test_a_marks_fit_does_not_depend_on_the_other_marks_in_the_image() -> None:
+    # The same mark, alone or beside another one: the same colour and opacity, so the same pixels come back.
+    clean = _photo(600, 900, seed=17)
+    right = np.zeros((600, 900), np.float32)
+    right[100:500, 500:900] = _text_alpha(400, 400, 0.5, "MARK", scale=3.0)
+    left = np.zeros((600, 900), np.float32)
+    left[100:500, :400] = _text_alpha(400, 400, 0.6, "MARK", scale=3.0)
+    alone = blend(clean, right, (250, 250, 250))
+    both = blend(alone, left, (30, 30, 200))
+
+    def fitted(marked: np.ndarray, alpha: np.ndarray) -> mark.Marks:
+        return mark.find_marks(_truth_segmentation(marked, alpha, (128, 128, 128), side=320), marked)
+
+    one, two = fitted(alone, right), fitted(both, np.maximum(left, right))
+    ph, pw = one.opacity.shape
+    side = np.s_[:, pw // 2 :]
+    assert one.count == 1 and two.count == 2
+    assert np.array_equal(one.opacity[side], two.opacity[side]) and np.array_equal(one.colour[side], two.colour[side])

@@ -141,7 +141,6 @@ def find_marks(seen: Segmentation, rgb: np.ndarray, lines: np.ndarray | None = N
     image = np.clip(np.rint(seen.image * 255), 0, 255).astype(np.uint8)
     hole = _dilate(marked, REACH + 1).astype(np.uint8)  # a little wider, so no soft edge leaks into B
     background = inpaint.fill(image, hole).astype(np.float32)
-    samples = _Samples(rgb, background)
     # Fit only where B is trustworthy: within FIT_BAND of the hole's edge (all of a thin stroke; the outer band of
     # a big glyph, whose middle B can only smear over).
     depth = cv2.distanceTransform(hole, cv2.DIST_L2, 3)
@@ -169,7 +168,7 @@ def find_marks(seen: Segmentation, rgb: np.ndarray, lines: np.ndarray | None = N
     if repeats and (sure & small).any():
         typical = float(np.median(areas[sure & small]))
         sure |= small & (areas >= typical / REPEAT_SIZES) & (areas <= typical * REPEAT_SIZES)
-        shared = fit_blend(*samples.at(usable & small[groups]))
+        shared = fit_blend(*_samples(rgb, background, usable & small[groups]))
     colour = np.zeros((h, w, 3), np.float32)
     opacity = np.zeros((h, w), np.float32)
     fill = np.zeros((h, w), bool)
@@ -183,7 +182,7 @@ def find_marks(seen: Segmentation, rgb: np.ndarray, lines: np.ndarray | None = N
         if shared is not None and small[group]:
             blend = shared
         else:
-            blend = fit_blend(*samples.at(core & usable[box], box))
+            blend = fit_blend(*_samples(rgb, background, core & usable[box], box))
         one_colour = blend.explained >= MIN_ONE_COLOUR and blend.opacity >= MIN_OPACITY
         if (blend.explained < MIN_EXPLAINED or blend.opacity < MIN_OPACITY) and not stamps[group]:
             continue  # not a blend at all: a sign, a shadow, the network's mistake
@@ -233,26 +232,23 @@ def _text_lines(regions: list[Region], shape: tuple[int, int], height: int, widt
     return out
 
 
-class _Samples:
-    """Full-resolution pixels under given proxy pixels, with the proxy's background estimate there."""
-
-    def __init__(self, rgb: np.ndarray, background: np.ndarray) -> None:
-        self._rgb, self._background = rgb, background
-        self._rng = np.random.default_rng(0)  # fixed: the same image always gets the same fit
-
-    def at(self, where: np.ndarray, box: tuple[slice, slice] = np.s_[:, :]) -> tuple[np.ndarray, np.ndarray]:
-        """(differences J - B, backgrounds B), Nx3 float32: up to FIT_SAMPLES full-resolution pixels, each at a
-        random spot inside one of the proxy pixels where `where` (within box) is set."""
-        ys, xs = np.nonzero(where)
-        ys, xs = ys + (box[0].start or 0), xs + (box[1].start or 0)
-        if ys.size > FIT_SAMPLES:
-            pick = self._rng.choice(ys.size, FIT_SAMPLES, replace=False)
-            ys, xs = ys[pick], xs[pick]
-        (ph, pw), (height, width) = self._background.shape[:2], self._rgb.shape[:2]
-        fy = ((ys + self._rng.random(ys.size)) * (height / ph)).astype(np.int64).clip(0, height - 1)
-        fx = ((xs + self._rng.random(xs.size)) * (width / pw)).astype(np.int64).clip(0, width - 1)
-        backgrounds = self._background[ys, xs]
-        return self._rgb[fy, fx].astype(np.float32) - backgrounds, backgrounds
+def _samples(rgb: np.ndarray, background: np.ndarray, where: np.ndarray, box: tuple[slice, slice] = np.s_[:, :]
+             ) -> tuple[np.ndarray, np.ndarray]:
+    """(differences J - B, backgrounds B), Nx3 float32: up to FIT_SAMPLES full-resolution pixels of rgb, each at a
+    random spot inside one of the proxy pixels where `where` (within box) is set; B from the proxy's background.
+    The draw is seeded afresh for each call, so a mark's fit depends on its own pixels alone, not on which marks
+    were fitted before it."""
+    rng = np.random.default_rng(0)
+    ys, xs = np.nonzero(where)
+    ys, xs = ys + (box[0].start or 0), xs + (box[1].start or 0)
+    if ys.size > FIT_SAMPLES:
+        pick = rng.choice(ys.size, FIT_SAMPLES, replace=False)
+        ys, xs = ys[pick], xs[pick]
+    (ph, pw), (height, width) = background.shape[:2], rgb.shape[:2]
+    fy = ((ys + rng.random(ys.size)) * (height / ph)).astype(np.int64).clip(0, height - 1)
+    fx = ((xs + rng.random(xs.size)) * (width / pw)).astype(np.int64).clip(0, width - 1)
+    backgrounds = background[ys, xs]
+    return rgb[fy, fx].astype(np.float32) - backgrounds, backgrounds
 
 
 def _dilate(mask: np.ndarray, radius: int) -> np.ndarray:
