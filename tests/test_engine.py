@@ -181,6 +181,25 @@ def test_the_text_pass_leaves_believed_words_on_a_flat_surface_alone(text_engine
     assert np.array_equal(text_engine.clean(scene, after=scene.copy(), belief=window), scene)
 
 
+def test_the_text_pass_fills_believed_words_on_a_flat_backdrop(text_engine: TextEngine) -> None:
+    # The same word, believed as much, see-through on a clear sky: as flat around its letters as the sign above,
+    # but the flat goes on beyond it (no panel's edge), which is where marks are put as often as anywhere.
+    rng = np.random.default_rng(56)
+    sky = np.linspace((70, 130, 205), (150, 190, 235), 800)[:, None, :] + rng.normal(0, 1.5, (800, 1200, 3))
+    clean = np.clip(sky, 0, 255).astype(np.uint8)
+    cover = Image.new("L", (1200, 800), 0)
+    ImageDraw.Draw(cover).text((300, 330), "SAMPLE", font=text_font(110), fill=255)
+    a = np.asarray(cover, np.float32)[..., None] / 255 * 0.6
+    marked = np.clip(np.rint(clean * (1 - a) + 255 * a), 0, 255).astype(np.uint8)
+    mask = a[..., 0] > 0.05
+    believed = np.where(mask, 0.47, 0).astype(np.float32)
+    window = lambda y, x, h, w: believed[y : y + h, x : x + w]
+
+    out = text_engine.clean(marked, after=marked.copy(), belief=window)
+
+    assert mae_inside(out, clean, mask) <= mae_inside(marked, clean, mask) / 2
+
+
 def page_of_text(lines: int, seed: int) -> np.ndarray:
     """A photographed page: dark lines of text on light, slightly uneven paper."""
     rng = np.random.default_rng(seed)

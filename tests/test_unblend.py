@@ -392,7 +392,7 @@ def test_a_marks_fit_does_not_depend_on_the_other_marks_in_the_image() -> None:
         return mark.find_marks(_truth_segmentation(marked, alpha, (128, 128, 128), side=320), marked)
 
     one, two = fitted(alone, right), fitted(both, np.maximum(left, right))
-    ph, pw = one.opacity.shape
+    pw = one.opacity.shape[1]
     side = np.s_[:, pw // 2 :]
     assert one.count == 1 and two.count == 2
     assert np.array_equal(one.opacity[side], two.opacity[side]) and np.array_equal(one.colour[side], two.colour[side])

@@ -26,14 +26,16 @@
    on it in another colour, and is inpainted the same way. Only pixels whose opacity exceeds CHANGED, or that
    are inpainted, are written; every other pixel is copied exactly.
 4. The text engine (bot.engine.text, the PP-OCR detector; it reads the original image once, before step 2, as
-   its lines vouch for stamps) then takes the text lines whose ink the steps above left mostly unchanged (under text.HANDLED_SHARE), or still showing (text.STILL_SHARE:
-   an outline or a shadow the one-colour blend did not take), are inpainted as that engine does, if the segmenter
-   gave their ink some belief (text.MIN_BELIEF): the network still misses text marks (big ones above all), or
-   covers only part of them, that it half sees and the OCR detector finds, while scene text, which the OCR
-   detector finds too, the network has learnt is mostly no mark; what it does believe of a sign, on a flat panel
-   of its own, the text pass leaves alone (text.MIN_TEXTURE). Where the network handled a line the un-blending is
-   kept, as it restores the photo rather than inventing it. An image with more lines of opaque text than a mark
-   has (text.MAX_LINES, text.PAGE_OPACITY: a page, a screen, a puzzle) gets no text pass: its text is its own.
+   its lines vouch for stamps) then inpaints, as that engine does, the text lines whose ink the steps above left
+   mostly unchanged (under text.HANDLED_SHARE) or still showing (text.STILL_SHARE: an outline or a shadow the
+   one-colour blend did not take), if the segmenter gave their ink some belief (text.MIN_BELIEF): the network
+   still misses text marks (big ones above all), or covers only part of them, that it half sees and the OCR
+   detector finds, while scene text, which the OCR detector finds too, the network has learnt is mostly no mark.
+   What it does believe of a sign, on a flat panel of its own, the text pass leaves alone (text.MIN_TEXTURE),
+   unless that surface is a backdrop that goes on beyond the line, a sky or a studio wall, where marks are put as
+   often (text.BACKDROP_REACH). Where the network handled a line the un-blending is kept, as it restores the
+   photo rather than inventing it. An image with more lines of opaque text than a mark has (text.MAX_LINES,
+   text.PAGE_OPACITY: a page, a screen, a puzzle) gets no text pass: its text is its own.
 """
 
 from __future__ import annotations

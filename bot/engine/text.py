@@ -39,6 +39,13 @@ MIN_TEXTURE = 4.5  # 0..255: the least spread of the pixels around a word for it
 # val split: 3 changes nothing, 4-4.5 leave real text 98.4-98.5 % unchanged instead of 98.2 % and its synthetic
 # signs touched 14-15 times in 24 instead of 21, for 0.1 dB less in the marks; 5.5 loses text marks: 19.8 against
 # 20.3 dB in them)
+BACKDROP_REACH = 1.5  # text heights around a region's text where a backdrop shows no detail (see _on_a_backdrop;
+# val split, its synthetic signs and marks drawn on flat backgrounds: 1-1.5 alike, 1.5 better on the last)...
+BACKDROP_GAP = 0.15  # ...beyond this many text heights, clear of the letters' own rims...
+BACKDROP_DETAIL = 6.0  # ...detail being a pixel this far (0..255) from its 2 px blur...
+BACKDROP_SHARE = 0.02  # ...in at most this share of the pixels (a sign's panel edge within reach is about 5 %; on
+# marks drawn on flat backgrounds 0.05 does better, but a panel a little larger than its text then counts as none)
+MIN_LINE_HEIGHT = 8  # px: the least text height _on_a_backdrop reckons with
 MAX_LINES = 5  # see TextEngine.clean(after=...); chosen on the val split (its pages, signs and screens of text)
 PAGE_OPACITY = 0.5  # ...with ink at least this opaque (val: tiled marks 0.16-0.38, pages and puzzles 0.54-1)
 # Where the progress bar stands after each stage; the inpainting of regions spreads over the gap in between.
@@ -100,7 +107,8 @@ class TextEngine:
         is left alone: the OCR detector finds all text, scene text too, and a
         detector trained to tell marks from scene text settles which of it is a mark. With a belief, a word on a
         flat surface (a sign's panel, a page: under MIN_TEXTURE around it) is left alone too, as that detector
-        believes some signs.
+        believes some signs, unless that surface goes on well beyond the line without an edge (a backdrop, a sky:
+        _on_a_backdrop), where marks are as often put.
         regions: the text lines of rgb when the caller already has them (lines()), so the detector runs once."""
         rgb = as_rgb(rgb)
         report = Progress(progress)
@@ -130,7 +138,9 @@ class TextEngine:
                     still = ink_mask(out[box], region.line_mask, radius, background)
                     mask = _left_over(mask, region.line_mask, done, still, radius)
                 if mask is not None and window is not None:
-                    mask = _on_the_photo(_believed(mask, window), rgb[box])
+                    mask = _believed(mask, window)
+                    if not _on_a_backdrop(rgb, region):
+                        mask = _on_the_photo(mask, rgb[box])
                 if mask is not None and mask.any():
                     paste(out[box], fill(rgb[box], mask), mask)
                     changed += int(np.count_nonzero(mask))
@@ -222,6 +232,32 @@ def _on_the_photo(mask: np.ndarray, crop: np.ndarray) -> np.ndarray:
         deviation = np.median(np.abs(around - np.median(around, axis=0)), axis=0) if len(around) else None
         kept[word] = deviation is None or float(1.4826 * deviation.mean()) >= MIN_TEXTURE
     return np.where(kept[parts] & (mask > 0), mask, 0).astype(mask.dtype)
+
+
+def _on_a_backdrop(rgb: np.ndarray, region: Region) -> bool:
+    """Whether a region's text lies on a flat backdrop (a sky, a studio wall) rather than on a sign's panel or a
+    page: within BACKDROP_REACH times its height around the text (and clear of it by BACKDROP_GAP times that),
+    under BACKDROP_SHARE of the pixels show detail (are over BACKDROP_DETAIL from their 2 px blur), where a
+    panel's edge, or the scene beyond it, would. A mark on such a backdrop is as flat around its letters as a
+    sign, so _on_the_photo cannot tell them apart; a panel ends, a backdrop goes on."""
+    ys, xs = np.nonzero(region.line_mask)
+    y0, y1 = region.y0 + int(ys.min()), region.y0 + int(ys.max()) + 1
+    x0, x1 = region.x0 + int(xs.min()), region.x0 + int(xs.max()) + 1
+    height, width = rgb.shape[:2]
+    tall = max(MIN_LINE_HEIGHT, y1 - y0)
+
+    def around(reach: int) -> tuple[int, int, int, int]:
+        return max(0, y0 - reach), min(height, y1 + reach), max(0, x0 - reach), min(width, x1 + reach)
+
+    oy0, oy1, ox0, ox1 = around(int(BACKDROP_REACH * tall))
+    iy0, iy1, ix0, ix1 = around(int(BACKDROP_GAP * tall))
+    window = rgb[oy0:oy1, ox0:ox1].astype(np.float32)
+    band = np.ones(window.shape[:2], bool)
+    band[iy0 - oy0 : iy1 - oy0, ix0 - ox0 : ix1 - ox0] = False
+    if not band.any():
+        return False  # the text fills the picture: no backdrop to see
+    detail = np.abs(window - cv2.GaussianBlur(window, (0, 0), 2.0)).mean(-1)
+    return float(np.mean(detail[band] > BACKDROP_DETAIL)) < BACKDROP_SHARE
 
 
 def _left_over(mask: np.ndarray, line_mask: np.ndarray, handled: np.ndarray, still: np.ndarray | None, radius: int
