@@ -217,10 +217,12 @@ def bench() -> None:
 @click.option("--methods", help="Comma-separated subset, e.g. noop,mark_engine.  [default: all]")
 @click.option("--split", type=click.Choice(["test", "val"]), default="test", show_default=True,
               help="test: the held-out set of the table; val: photos kept out of training, for choosing settings.")
+@click.option("--backdrops", is_flag=True,
+              help="The marked families on plain grounds (a studio wall, a sky) instead of photos.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("benchmarks/results"),
               show_default=True, help="Folder for engine.json and engine-grid.png.")
 def bench_engine(quick: bool, n: int | None, megapixels: float, methods: str | None, split: Literal["test", "val"],
-                 out: Path) -> None:
+                 backdrops: bool, out: Path) -> None:
     """Run no-op, oracle-mask Telea and the engines side by side; print one table (needs benchmarks/assets.sh)."""
     from tqdm import tqdm
 
@@ -242,7 +244,7 @@ def bench_engine(quick: bool, n: int | None, megapixels: float, methods: str | N
 
     try:
         text = report.benchmark(out, n=n or (report.QUICK_N if quick else report.DEFAULT_N), megapixels=megapixels,
-                                methods=chosen, progress=advance, split=split)
+                                methods=chosen, progress=advance, split=split, backdrops=backdrops)
     except (FileNotFoundError, EngineBroken) as error:
         click.echo(f"unmark: {error}", err=True)
         sys.exit(2)
@@ -250,7 +252,7 @@ def bench_engine(quick: bool, n: int | None, megapixels: float, methods: str | N
         for bar in bars:
             bar.close()
     click.echo(text)
-    json_path, grid_path = report.outputs(out, megapixels, split)
+    json_path, grid_path = report.outputs(out, megapixels, split, backdrops)
     click.echo(f"\nwrote {json_path} and {grid_path}")
 
 

@@ -264,10 +264,22 @@ def test_the_oracle_changes_only_pixels_near_the_true_mark(base: np.ndarray) -> 
     assert np.array_equal(s.mask, s.alpha > MASK_THRESHOLD)
 
 
+def test_the_backdrop_set_puts_the_marks_on_plain_grounds() -> None:
+    one, again = bench.backdrop_set(1, megapixels=0.05), bench.backdrop_set(1, megapixels=0.05)
+
+    assert [c.sample.family for c in one] == list(MARKED_FAMILIES)  # nothing to leave alone on a plain ground
+    for case, same in zip(one, again, strict=True):
+        assert case.photo in bench.BACKDROPS and np.array_equal(case.sample.marked, same.sample.marked)
+        ground = case.sample.clean.astype(np.float32)
+        assert np.abs(ground - cv2.GaussianBlur(ground, (0, 0), 2.0)).mean() < 2  # no texture to hide a mark in
+        assert case.sample.mask.any()
+
+
 def test_each_set_and_size_writes_its_own_result_files(tmp_path: Path) -> None:
     names = {report.outputs(tmp_path, mp, split)[0].name for mp in (1.0, 12.0) for split in ("test", "val")}
 
     assert names == {"engine.json", "engine-12mp.json", "engine-val.json", "engine-12mp-val.json"}
+    assert report.outputs(tmp_path, 1.0, "val", backdrops=True)[0].name == "engine-val-backdrops.json"
     assert report.outputs(tmp_path)[1] == tmp_path / "engine-grid.png"
 
 

@@ -30,14 +30,21 @@ from bot.engine.mark import MarkEngine
 from bot.engine.synth import MARKED_FAMILIES, Sample, synthesize
 from bot.engine.text import TextEngine
 
-__all__ = ["FAMILIES", "METHODS", "NO_MARK_FAMILIES", "SEED", "Case", "Method", "Result", "Score", "build_cases",
-           "held_out_set", "run", "summarize"]
+__all__ = ["BACKDROPS", "FAMILIES", "METHODS", "NO_MARK_FAMILIES", "SEED", "Case", "Method", "Result", "Score",
+           "backdrop_set", "build_cases", "held_out_set", "run", "summarize"]
 
 SEED = 20_250_601  # fixed: the held-out set is the same in every run (never tune on it)
 MEGAPIXELS = 1.0
 PHOTO_MAX_PIXELS = 3_000_000  # test photos are decoded at most this big, then cropped to about 1 MP
 ORACLE_DILATE = 2  # px, as in engine.md's oracle runs
 ORACLE_RADIUS = 3
+# (top colour, bottom colour, noise): the plain grounds of `--backdrops`, each a vertical gradient with a sensor's noise
+BACKDROPS = {
+    "studio": ((246, 246, 246), (236, 236, 236), 1.5), "sky": ((70, 130, 205), (150, 190, 235), 1.5),
+    "wall": ((200, 190, 170), (185, 175, 155), 2.0), "backdrop": ((40, 40, 45), (20, 20, 22), 1.5),
+    "sunset": ((250, 170, 90), (120, 60, 90), 1.5), "grey": ((150, 150, 150), (120, 120, 120), 2.5),
+}
+BACKDROP_SIZE = (1000, 1500)  # (height, width) of a backdrop, cropped like a photo
 NO_MARK_FAMILIES = ("clean", "scenetext")  # real scene text only: synthetic signs are what training learns from
 FAMILIES = (*MARKED_FAMILIES, *NO_MARK_FAMILIES)
 
@@ -126,14 +133,32 @@ def held_out_set(n: int, *, seed: int = SEED, megapixels: float = MEGAPIXELS, sp
     )
 
 
+def backdrop_set(n: int, *, seed: int = SEED, megapixels: float = MEGAPIXELS, split: assets.Split = "val"
+                 ) -> list[Case]:
+    """n cases per marked family drawn on BACKDROPS instead of photos, with the split's fonts and logos: marks on
+    a plain ground (a studio wall, a sky), around which no texture tells them from text that belongs there."""
+    rng = np.random.default_rng([seed, len(BACKDROPS)])
+    height, width = BACKDROP_SIZE
+    shade = np.linspace(0.0, 1.0, height, dtype=np.float32)[:, None, None]
+    photos = {}
+    for name, (top, bottom, noise) in BACKDROPS.items():
+        ground = np.float32(top) * (1 - shade) + np.float32(bottom) * shade + rng.normal(0, noise, (height, width, 3))
+        photos[name] = np.clip(cv2.GaussianBlur(ground, (0, 0), 0.7), 0, 255).astype(np.uint8)  # a lens's softness
+    return build_cases(photos, {}, n, seed=seed, megapixels=megapixels, fonts=assets.fonts(split),
+                       logos=assets.logos(split), families=MARKED_FAMILIES)
+
+
 def build_cases(
     photos: dict[str, np.ndarray], scenes: dict[str, np.ndarray], n: int, *, seed: int, megapixels: float,
     fonts: Sequence[assets.FontFile] = (), logos: Sequence[Path | np.ndarray] = (),
+    families: Sequence[str] = FAMILIES,
 ) -> list[Case]:
     """n cases per family: marked families and clean ones on photos, scenetext ones on the scene photos (whole)."""
     out = []
     names, scene_names = sorted(photos), sorted(scenes)
     for fi, family in enumerate(FAMILIES):
+        if family not in families:
+            continue
         for k in range(n):
             rng = np.random.default_rng([seed, fi, k])
             if family == "scenetext":
