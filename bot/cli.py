@@ -217,12 +217,13 @@ def bench() -> None:
 @click.option("--methods", help="Comma-separated subset, e.g. noop,mark_engine.  [default: all]")
 @click.option("--split", type=click.Choice(["test", "val"]), default="test", show_default=True,
               help="test: the held-out set of the table; val: photos kept out of training, for choosing settings.")
-@click.option("--backdrops", is_flag=True,
-              help="The marked families on plain grounds (a studio wall, a sky) instead of photos.")
+@click.option("--on", "on", type=click.Choice(["photos", "backdrops", "signs"]), default="photos", show_default=True,
+              help="photos: the split's marked, clean and real-text photos; backdrops: its marks on plain grounds "
+                   "(a studio wall, a sky); signs: text painted into its photos, to be left alone.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("benchmarks/results"),
               show_default=True, help="Folder for engine.json and engine-grid.png.")
 def bench_engine(quick: bool, n: int | None, megapixels: float, methods: str | None, split: Literal["test", "val"],
-                 backdrops: bool, out: Path) -> None:
+                 on: Literal["photos", "backdrops", "signs"], out: Path) -> None:
     """Run no-op, oracle-mask Telea and the engines side by side; print one table (needs benchmarks/assets.sh)."""
     from tqdm import tqdm
 
@@ -244,7 +245,7 @@ def bench_engine(quick: bool, n: int | None, megapixels: float, methods: str | N
 
     try:
         text = report.benchmark(out, n=n or (report.QUICK_N if quick else report.DEFAULT_N), megapixels=megapixels,
-                                methods=chosen, progress=advance, split=split, backdrops=backdrops)
+                                methods=chosen, progress=advance, split=split, on=on)
     except (FileNotFoundError, EngineBroken) as error:
         click.echo(f"unmark: {error}", err=True)
         sys.exit(2)
@@ -252,7 +253,7 @@ def bench_engine(quick: bool, n: int | None, megapixels: float, methods: str | N
         for bar in bars:
             bar.close()
     click.echo(text)
-    json_path, grid_path = report.outputs(out, megapixels, split, backdrops)
+    json_path, grid_path = report.outputs(out, megapixels, split, on)
     click.echo(f"\nwrote {json_path} and {grid_path}")
 
 

@@ -279,20 +279,21 @@ def test_each_set_and_size_writes_its_own_result_files(tmp_path: Path) -> None:
     names = {report.outputs(tmp_path, mp, split)[0].name for mp in (1.0, 12.0) for split in ("test", "val")}
 
     assert names == {"engine.json", "engine-12mp.json", "engine-val.json", "engine-12mp-val.json"}
-    assert report.outputs(tmp_path, 1.0, "val", backdrops=True)[0].name == "engine-val-backdrops.json"
+    assert report.outputs(tmp_path, 1.0, "val", "backdrops")[0].name == "engine-val-backdrops.json"
     assert report.outputs(tmp_path)[1] == tmp_path / "engine-grid.png"
 
 
-@pytest.mark.parametrize("split", ["test", "val"])
+@pytest.mark.parametrize(("split", "on"), [("test", "photos"), ("val", "photos"), ("val", "signs")])
 def test_a_missing_photo_set_is_one_plain_sentence(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                   split: str) -> None:
+                                                   split: str, on: str) -> None:
     from click.testing import CliRunner
 
     from bot.cli import main
 
     monkeypatch.setattr(assets, "photos", lambda *_: ())  # as on a machine without benchmarks/assets.sh
 
-    result = CliRunner().invoke(main, ["bench", "engine", "--quick", "--split", split, "--out", str(tmp_path)])
+    result = CliRunner().invoke(main, ["bench", "engine", "--quick", "--split", split, "--on", on,
+                                       "--out", str(tmp_path)])
 
     assert result.exit_code == 2
     assert result.stderr == f"unmark: the benchmark's {split} photos are not installed: run benchmarks/assets.sh\n"

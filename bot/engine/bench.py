@@ -21,17 +21,18 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import cv2
 import numpy as np
 
-from bot.engine import assets, metrics
+from bot.engine import assets, metrics, synth
 from bot.engine.mark import MarkEngine
-from bot.engine.synth import MARKED_FAMILIES, Sample, synthesize
+from bot.engine.synth import MARKED_FAMILIES, UNMARKED_FAMILIES, Sample, synthesize
 from bot.engine.text import TextEngine
 
-__all__ = ["BACKDROPS", "FAMILIES", "METHODS", "NO_MARK_FAMILIES", "SEED", "Case", "Method", "Result", "Score",
-           "backdrop_set", "build_cases", "held_out_set", "run", "summarize"]
+__all__ = ["BACKDROPS", "FAMILIES", "METHODS", "NO_MARK_FAMILIES", "SEED", "SETS", "Case", "Method", "Result", "Score",
+           "backdrop_set", "build_cases", "held_out_set", "run", "signs_set", "summarize"]
 
 SEED = 20_250_601  # fixed: the held-out set is the same in every run (never tune on it)
 MEGAPIXELS = 1.0
@@ -47,6 +48,10 @@ BACKDROPS = {
 BACKDROP_SIZE = (1000, 1500)  # (height, width) of a backdrop, cropped like a photo
 NO_MARK_FAMILIES = ("clean", "scenetext")  # real scene text only: synthetic signs are what training learns from
 FAMILIES = (*MARKED_FAMILIES, *NO_MARK_FAMILIES)
+# Which images a run is on: the split's photos (marked, clean and of real text: the table), its marks on BACKDROPS,
+# or its photos with text painted into the scene (synth's signs family: signs, lettering, pages), to be left alone.
+Set = Literal["photos", "backdrops", "signs"]
+SETS: tuple[Set, ...] = ("photos", "backdrops", "signs")
 
 Method = Callable[[Sample], np.ndarray]
 
@@ -148,17 +153,26 @@ def backdrop_set(n: int, *, seed: int = SEED, megapixels: float = MEGAPIXELS, sp
                        logos=assets.logos(split), families=MARKED_FAMILIES)
 
 
+def signs_set(n: int, *, seed: int = SEED, megapixels: float = MEGAPIXELS, split: assets.Split = "val") -> list[Case]:
+    """n photos of the split with text painted into the scene (signs, lettering, pages, in the split's fonts):
+    text that belongs to the picture, which the engine must leave alone."""
+    photos = assets.photos(split)
+    if not photos:
+        raise FileNotFoundError(f"the benchmark's {split} photos are not installed: run benchmarks/assets.sh")
+    return build_cases({assets.photo_name(p): assets.load_photo(p, PHOTO_MAX_PIXELS) for p in photos}, {}, n,
+                       seed=seed, megapixels=megapixels, fonts=assets.fonts(split), families=("signs",))
+
+
 def build_cases(
     photos: dict[str, np.ndarray], scenes: dict[str, np.ndarray], n: int, *, seed: int, megapixels: float,
     fonts: Sequence[assets.FontFile] = (), logos: Sequence[Path | np.ndarray] = (),
     families: Sequence[str] = FAMILIES,
 ) -> list[Case]:
-    """n cases per family: marked families and clean ones on photos, scenetext ones on the scene photos (whole)."""
+    """n cases per family (of synth.FAMILIES): scenetext ones on the scene photos (whole), the others on photos."""
     out = []
     names, scene_names = sorted(photos), sorted(scenes)
-    for fi, family in enumerate(FAMILIES):
-        if family not in families:
-            continue
+    for family in families:
+        fi = synth.FAMILIES.index(family)  # a family's seeds do not depend on which others are built
         for k in range(n):
             rng = np.random.default_rng([seed, fi, k])
             if family == "scenetext":
@@ -201,9 +215,9 @@ def run(
 def summarize(results: Sequence[Result]) -> dict[str, dict[str, dict[str, float | int | None]]]:
     """Per family (and "all marked", "all unmarked") per method: means of the quality metrics, images touched,
     median s/MP and the largest peak memory."""
-    groups: dict[str, list[Result]] = {f: [r for r in results if r.case.sample.family == f] for f in FAMILIES}
+    groups = {f: [r for r in results if r.case.sample.family == f] for f in synth.FAMILIES}
     groups["all marked"] = [r for r in results if r.case.sample.family in MARKED_FAMILIES]
-    groups["all unmarked"] = [r for r in results if r.case.sample.family in NO_MARK_FAMILIES]
+    groups["all unmarked"] = [r for r in results if r.case.sample.family in UNMARKED_FAMILIES]
     summary: dict[str, dict[str, dict[str, float | int | None]]] = {}
     for group, members in groups.items():
         if not members:

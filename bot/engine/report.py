@@ -37,40 +37,37 @@ TABLE_COLUMNS = (
 
 def benchmark(out: Path, *, n: int = DEFAULT_N, megapixels: float = bench.MEGAPIXELS,
               methods: Sequence[str] | None = None, progress: Callable[[int, int], None] | None = None,
-              split: assets.Split = "test", backdrops: bool = False) -> str:
-    """Build the held-out set (or, with backdrops, the marked families on plain grounds), run the methods (all by
-    default), write out/engine.json and out/engine-grid.png (engine-12mp.json and so on at another size); return
-    the table."""
+              split: assets.Split = "test", on: bench.Set = "photos") -> str:
+    """Build the held-out set (or the split's other set: bench.SETS), run the methods (all by default), write
+    out/engine.json and out/engine-grid.png (engine-12mp.json and so on at another size); return the table."""
     chosen = {name: bench.METHODS[name] for name in (methods or bench.METHODS)}
     started = time.perf_counter()
-    if backdrops:
-        cases = bench.backdrop_set(n, megapixels=megapixels, split=split)
-    else:
-        cases = bench.held_out_set(n, megapixels=megapixels, split=split)
+    build = {"photos": bench.held_out_set, "backdrops": bench.backdrop_set, "signs": bench.signs_set}[on]
+    cases = build(n, megapixels=megapixels, split=split)
     built = time.perf_counter()
     results = bench.run(cases, chosen, keep=GRID_PER_FAMILY, progress=progress)
     summary = bench.summarize(results)
     settings = {
         "seed": bench.SEED, "n_per_family": n, "megapixels": megapixels, "methods": list(chosen),
-        "split": split, "backdrops": backdrops, "build_seconds": round(built - started, 2),
+        "split": split, "set": on, "build_seconds": round(built - started, 2),
         "run_seconds": round(time.perf_counter() - built, 2),
         "assets": {"photos": [assets.photo_name(p) for p in assets.photos(split)],
                    "scenetext": [assets.photo_name(p) for p in assets.photos(split, "scenetext")],
                    "fonts": [f.name for f in assets.fonts(split)], "logos": len(assets.logos(split))},
     }
-    json_path, grid_path = outputs(out, megapixels, split, backdrops)
+    json_path, grid_path = outputs(out, megapixels, split, on)
     write_json(json_path, results, summary, settings)
     grid(grid_path, results)
     return table(summary)
 
 
-def outputs(out: Path, megapixels: float = bench.MEGAPIXELS, split: assets.Split = "test", backdrops: bool = False
+def outputs(out: Path, megapixels: float = bench.MEGAPIXELS, split: assets.Split = "test", on: bench.Set = "photos"
             ) -> tuple[Path, Path]:
     """(JSON, picture grid) a benchmark at this size writes: engine.json at the default size, engine-12mp.json...;
-    engine-val.json for the val split, engine-val-backdrops.json for its marks on plain grounds."""
+    engine-val.json for the val split, engine-val-backdrops.json for its marks on plain grounds, and so on."""
     stem = "engine" if megapixels == bench.MEGAPIXELS else f"engine-{megapixels:g}mp"
     stem += "" if split == "test" else f"-{split}"
-    stem += "-backdrops" if backdrops else ""
+    stem += "" if on == "photos" else f"-{on}"
     return out / f"{stem}.json", out / f"{stem}-grid.png"
 
 
