@@ -46,6 +46,8 @@ BACKDROP_DETAIL = 6.0  # ...detail being a pixel this far (0..255) from its 2 px
 BACKDROP_SHARE = 0.02  # ...in at most this share of the pixels (a sign's panel edge within reach is about 5 %; on
 # marks drawn on flat backgrounds 0.05 does better, but a panel a little larger than its text then counts as none)
 MIN_LINE_HEIGHT = 8  # px: the least text height _on_a_backdrop reckons with
+STRIP_ROWS = 256  # _on_a_backdrop's rows at a time
+BLUR_REACH = 8  # px: how far its 2 px Gaussian blur reaches (OpenCV's kernel for sigma 2 is 17 px)
 MAX_LINES = 5  # see TextEngine.clean(after=...); chosen on the val split (its pages, signs and screens of text)
 PAGE_OPACITY = 0.5  # ...with ink at least this opaque (val: tiled marks 0.16-0.38, pages and puzzles 0.54-1)
 # Where the progress bar stands after each stage; the inpainting of regions spreads over the gap in between.
@@ -251,13 +253,21 @@ def _on_a_backdrop(rgb: np.ndarray, region: Region) -> bool:
 
     oy0, oy1, ox0, ox1 = around(int(BACKDROP_REACH * tall))
     iy0, iy1, ix0, ix1 = around(int(BACKDROP_GAP * tall))
-    window = rgb[oy0:oy1, ox0:ox1].astype(np.float32)
-    band = np.ones(window.shape[:2], bool)
-    band[iy0 - oy0 : iy1 - oy0, ix0 - ox0 : ix1 - ox0] = False
-    if not band.any():
+    detailed = total = 0
+    # Strip by strip, so the float planes of big text on a huge image stay small; each strip is blurred with
+    # BLUR_REACH rows of its neighbours (within the window), which gives the same blur as the whole window would.
+    for top in range(oy0, oy1, STRIP_ROWS):
+        bottom = min(oy1, top + STRIP_ROWS)
+        y0, y1 = max(oy0, top - BLUR_REACH), min(oy1, bottom + BLUR_REACH)
+        window = rgb[y0:y1, ox0:ox1].astype(np.float32)
+        detail = np.abs(window - cv2.GaussianBlur(window, (0, 0), 2.0)).mean(-1)[top - y0 : bottom - y0]
+        band = np.ones(detail.shape, bool)
+        band[max(0, iy0 - top) : max(0, iy1 - top), ix0 - ox0 : ix1 - ox0] = False
+        detailed += int(np.count_nonzero(detail[band] > BACKDROP_DETAIL))
+        total += int(np.count_nonzero(band))
+    if not total:
         return False  # the text fills the picture: no backdrop to see
-    detail = np.abs(window - cv2.GaussianBlur(window, (0, 0), 2.0)).mean(-1)
-    return float(np.mean(detail[band] > BACKDROP_DETAIL)) < BACKDROP_SHARE
+    return detailed < BACKDROP_SHARE * total
 
 
 def _left_over(mask: np.ndarray, line_mask: np.ndarray, handled: np.ndarray, still: np.ndarray | None, radius: int
