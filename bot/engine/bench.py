@@ -39,7 +39,7 @@ MEGAPIXELS = 1.0
 PHOTO_MAX_PIXELS = 3_000_000  # test photos are decoded at most this big, then cropped to about 1 MP
 ORACLE_DILATE = 2  # px, as in engine.md's oracle runs
 ORACLE_RADIUS = 3
-# (top colour, bottom colour, noise): the plain grounds of `--backdrops`, each a vertical gradient with a sensor's noise
+# (top colour, bottom colour, noise): the plain grounds of `--on backdrops`, vertical gradients with a sensor's noise
 BACKDROPS = {
     "studio": ((246, 246, 246), (236, 236, 236), 1.5), "sky": ((70, 130, 205), (150, 190, 235), 1.5),
     "wall": ((200, 190, 170), (185, 175, 155), 2.0), "backdrop": ((40, 40, 45), (20, 20, 22), 1.5),

@@ -141,7 +141,7 @@ class TextEngine:
                     mask = _left_over(mask, region.line_mask, done, still, radius)
                 if mask is not None and window is not None:
                     mask = _believed(mask, window)
-                    if not _on_a_backdrop(rgb, region):
+                    if mask.any() and not _on_a_backdrop(rgb, region):
                         mask = _on_the_photo(mask, rgb[box])
                 if mask is not None and mask.any():
                     paste(out[box], fill(rgb[box], mask), mask)
@@ -258,9 +258,9 @@ def _on_a_backdrop(rgb: np.ndarray, region: Region) -> bool:
     # BLUR_REACH rows of its neighbours (within the window), which gives the same blur as the whole window would.
     for top in range(oy0, oy1, STRIP_ROWS):
         bottom = min(oy1, top + STRIP_ROWS)
-        y0, y1 = max(oy0, top - BLUR_REACH), min(oy1, bottom + BLUR_REACH)
-        window = rgb[y0:y1, ox0:ox1].astype(np.float32)
-        detail = np.abs(window - cv2.GaussianBlur(window, (0, 0), 2.0)).mean(-1)[top - y0 : bottom - y0]
+        above, below = max(oy0, top - BLUR_REACH), min(oy1, bottom + BLUR_REACH)
+        window = rgb[above:below, ox0:ox1].astype(np.float32)
+        detail = np.abs(window - cv2.GaussianBlur(window, (0, 0), 2.0)).mean(-1)[top - above : bottom - above]
         band = np.ones(detail.shape, bool)
         band[max(0, iy0 - top) : max(0, iy1 - top), ix0 - ox0 : ix1 - ox0] = False
         detailed += int(np.count_nonzero(detail[band] > BACKDROP_DETAIL))
