@@ -128,14 +128,19 @@ def held_out_set(n: int, *, seed: int = SEED, megapixels: float = MEGAPIXELS, sp
                  ) -> list[Case]:
     """n cases per family from the installed test split (or the val split, for choosing settings without looking
     at the test set); raises FileNotFoundError if it is not installed."""
-    photos, scenes = assets.photos(split), assets.photos(split, "scenetext")
-    if not photos or not scenes:
-        raise FileNotFoundError(f"the benchmark's {split} photos are not installed: run benchmarks/assets.sh")
     return build_cases(
-        {assets.photo_name(p): assets.load_photo(p, PHOTO_MAX_PIXELS) for p in photos},
-        {assets.photo_name(p): assets.load_photo(p, int(megapixels * 1e6)) for p in scenes},
+        _installed(split, "photo", PHOTO_MAX_PIXELS), _installed(split, "scenetext", int(megapixels * 1e6)),
         n, seed=seed, megapixels=megapixels, fonts=assets.fonts(split), logos=assets.logos(split),
     )
+
+
+def _installed(split: assets.Split, kind: assets.Kind, max_pixels: int) -> dict[str, np.ndarray]:
+    """The split's photos of a kind by name, decoded at most max_pixels big; FileNotFoundError when there are
+    none (benchmarks/assets.sh not run)."""
+    paths = assets.photos(split, kind)
+    if not paths:
+        raise FileNotFoundError(f"the benchmark's {split} photos are not installed: run benchmarks/assets.sh")
+    return {assets.photo_name(p): assets.load_photo(p, max_pixels) for p in paths}
 
 
 def backdrop_set(n: int, *, seed: int = SEED, megapixels: float = MEGAPIXELS, split: assets.Split = "val"
@@ -156,11 +161,8 @@ def backdrop_set(n: int, *, seed: int = SEED, megapixels: float = MEGAPIXELS, sp
 def signs_set(n: int, *, seed: int = SEED, megapixels: float = MEGAPIXELS, split: assets.Split = "val") -> list[Case]:
     """n photos of the split with text painted into the scene (signs, lettering, pages, in the split's fonts):
     text that belongs to the picture, which the engine must leave alone."""
-    photos = assets.photos(split)
-    if not photos:
-        raise FileNotFoundError(f"the benchmark's {split} photos are not installed: run benchmarks/assets.sh")
-    return build_cases({assets.photo_name(p): assets.load_photo(p, PHOTO_MAX_PIXELS) for p in photos}, {}, n,
-                       seed=seed, megapixels=megapixels, fonts=assets.fonts(split), families=("signs",))
+    return build_cases(_installed(split, "photo", PHOTO_MAX_PIXELS), {}, n, seed=seed, megapixels=megapixels,
+                       fonts=assets.fonts(split), families=("signs",))
 
 
 def build_cases(
