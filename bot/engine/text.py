@@ -89,7 +89,10 @@ class TextEngine:
         """The text-line regions the detector finds in rgb (HxWx3 uint8 RGB)."""
         rgb = as_rgb(rgb)
         with self._lock:
-            return line_regions(self._detector.probability(rgb), rgb.shape[1], rgb.shape[0])
+            return self._lines(rgb)
+
+    def _lines(self, rgb: np.ndarray) -> list[Region]:
+        return line_regions(self._detector.probability(rgb), rgb.shape[1], rgb.shape[0])
 
     def clean(self, rgb: np.ndarray, progress: Callable[[int], None] | None = None, *,
               after: np.ndarray | None = None, belief: Belief | None = None, regions: list[Region] | None = None
@@ -119,7 +122,7 @@ class TextEngine:
             report(PROGRESS_START)
             height, width = rgb.shape[:2]
             if regions is None:
-                regions = line_regions(self._detector.probability(rgb), width, height)
+                regions = self._lines(rgb)
             detected = time.perf_counter()
             report(PROGRESS_DETECTED)
 
