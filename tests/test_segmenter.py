@@ -116,6 +116,30 @@ def test_a_fine_tune_starts_from_the_given_checkpoint_and_says_so(tmp_path: Path
     assert note["started_from"]["config"]["seed"] == 7
 
 
+def test_a_bf16_run_trains_float32_weights_and_exports_a_float32_graph(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("onnx")
+    from PIL import Image
+
+    from bot.engine import assets, train
+    from bot.engine.model import LiteUNet
+
+    photo = tmp_path / "photo.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (300, 400, 3), dtype=np.uint8)).save(photo)
+    monkeypatch.setattr(assets, "photos", lambda split, kind="photo": (photo,))
+    torch.manual_seed(3)
+    start = LiteUNet(0.5).state_dict()
+    path = train.train(tmp_path, train.Config(seed=3, steps=2, batch=2, width=0.5, workers=0, bf16=True))
+
+    weights = torch.load(tmp_path / "checkpoint.pt", weights_only=False)["model"]
+    assert all(v.dtype == torch.float32 for k, v in weights.items() if v.is_floating_point()), "weights stay float32"
+    assert not torch.equal(weights["stem.0.weight"], start["stem.0.weight"]), "the steps moved the weights"
+    assert json.loads((tmp_path / "segmenter.json").read_text())["config"]["bf16"] is True
+    heads = Segmenter.load(path).predict(np.zeros((64, 64, 3), np.uint8))
+    assert heads.mask.dtype == np.float32 and np.isfinite(heads.mask).all()
+
+
 def test_an_exported_network_unfolds_into_the_same_network_with_batch_norms_to_train(tmp_path: Path) -> None:
     torch = pytest.importorskip("torch")
     pytest.importorskip("onnx")
