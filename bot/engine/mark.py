@@ -3,7 +3,7 @@
 1. The segmenter (bot.engine.segmenter) looks at a proxy of at most PROXY_MAX_SIDE px and gives, per proxy pixel,
    the probability of a mark. Marks are the pixels above MARK_PROBABILITY, without specks under MIN_AREA; none,
    and the image comes back as it came, bit for bit. A mark must also have a core the network is all but sure
-   of (MIN_PEAK): its false marks on photos it never saw (a sign, a bright object) reach 0.95 but seldom 0.999,
+   of (MIN_PEAK): its false marks on photos it never saw (a sign, a bright object) reach 0.99 but seldom 0.9995,
    while real marks do; the faint repeats of a tiled mark need only one sure repeat of about their size, and a
    stamp, a small mark in a corner with text in it (a name or an address, often beside an icon), needs only
    STAMP_PEAK where the OCR detector (the text engine's) finds text lines in it: a photo's false marks are seldom
@@ -66,10 +66,10 @@ DEFAULT_SEGMENTER = Path(__file__).parent / "models" / "segmenter.onnx"
 DEFAULT_THREADS = 2
 
 MARK_PROBABILITY = 0.8  # a proxy pixel is part of a mark above this probability (chosen on the val split)
-MIN_PEAK = 0.999  # a mark's most probable proxy pixel must reach this (chosen on the val split; see step 1)
-STAMP_PEAK = 0.99  # a corner stamp with text in it needs only this peak (val: 0.98-0.99 alike; see step 1)...
-STAMP_TEXT = 0.4  # ...if this share of it lies in text lines the OCR detector found (val: 0.6 misses a stamp whose
-# icon is as big as its name)...
+MIN_PEAK = 0.9995  # a mark's most probable proxy pixel must reach this (chosen on the val split; see step 1)
+STAMP_PEAK = 0.99  # a corner stamp with text in it needs only this peak (val: 0.95-0.99 alike; see step 1)...
+STAMP_TEXT = 0.3  # ...if this share of it lies in text lines the OCR detector found (val: 0.2-0.3 alike; 0.4 misses
+# a stamp whose icon is twice as big as its name)...
 STAMP_AREA = 0.03  # ...if it covers at most this fraction of the proxy (a stamp, not a sign filling the photo)...
 CORNER = 0.06  # ...and reaches within this fraction of the proxy's side of two edges that meet (val: 0.04-0.1 alike)
 REACH = 2  # proxy px around a mark where its soft edges may still lie

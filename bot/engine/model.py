@@ -57,7 +57,7 @@ class SeparableBlock(nn.Module):
 class LiteUNet(nn.Module):
     """The segmenter. width scales every channel count (1.0 = 16-…-160, 2.0 = engine.md's "lite ×2")."""
 
-    def __init__(self, width: float = 1.5, colour: bool = True) -> None:
+    def __init__(self, width: float = 3.0, colour: bool = True) -> None:
         super().__init__()
         c = [max(8, round(w * width / 8) * 8) for w in BASE_WIDTHS]
         self.widths = tuple(c)

@@ -84,7 +84,7 @@ class Config:
     minutes: float | None = None  # ...or after this much training time, whichever comes first
     batch: int = 16
     size: int = 256  # the training crop side, a multiple of 32
-    width: float = 1.5  # LiteUNet channel multiplier
+    width: float = 3.0  # LiteUNet channel multiplier (566 k parameters; 1.5 gives 149 k)
     lr: float = 3e-3
     weight_decay: float = 1e-4
     threads: int = 2
