@@ -283,6 +283,14 @@ def test_each_set_and_size_writes_its_own_result_files(tmp_path: Path) -> None:
     assert report.outputs(tmp_path)[1] == tmp_path / "engine-grid.png"
 
 
+def test_the_cli_offers_every_set_the_benchmark_builds() -> None:
+    from bot.cli import bench_engine
+
+    # The CLI names the sets itself (it imports the engine only when a command runs), so they must not drift.
+    choices = next(p.type.choices for p in bench_engine.params if p.name == "on")
+    assert list(choices) == list(bench.SETS)
+
+
 @pytest.mark.parametrize(("split", "on"), [("test", "photos"), ("val", "photos"), ("val", "signs")])
 def test_a_missing_photo_set_is_one_plain_sentence(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                    split: str, on: str) -> None:

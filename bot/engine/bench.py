@@ -50,8 +50,7 @@ NO_MARK_FAMILIES = ("clean", "scenetext")  # real scene text only: synthetic sig
 FAMILIES = (*MARKED_FAMILIES, *NO_MARK_FAMILIES)
 # Which images a run is on: the split's photos (marked, clean and of real text: the table), its marks on BACKDROPS,
 # or its photos with text painted into the scene (synth's signs family: signs, lettering, pages), to be left alone.
-Set = Literal["photos", "backdrops", "signs"]
-SETS: tuple[Set, ...] = ("photos", "backdrops", "signs")
+Set = Literal["photos", "backdrops", "signs"]  # each built by its function in SETS (below the builders)
 
 Method = Callable[[Sample], np.ndarray]
 
@@ -163,6 +162,10 @@ def signs_set(n: int, *, seed: int = SEED, megapixels: float = MEGAPIXELS, split
     text that belongs to the picture, which the engine must leave alone."""
     return build_cases(_installed(split, "photo", PHOTO_MAX_PIXELS), {}, n, seed=seed, megapixels=megapixels,
                        fonts=assets.fonts(split), families=("signs",))
+
+
+# How each Set is built: n cases, at megapixels, from a split.
+SETS: dict[Set, Callable[..., list[Case]]] = {"photos": held_out_set, "backdrops": backdrop_set, "signs": signs_set}
 
 
 def build_cases(

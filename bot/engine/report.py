@@ -42,8 +42,7 @@ def benchmark(out: Path, *, n: int = DEFAULT_N, megapixels: float = bench.MEGAPI
     out/engine.json and out/engine-grid.png (engine-12mp.json and so on at another size); return the table."""
     chosen = {name: bench.METHODS[name] for name in (methods or bench.METHODS)}
     started = time.perf_counter()
-    build = {"photos": bench.held_out_set, "backdrops": bench.backdrop_set, "signs": bench.signs_set}[on]
-    cases = build(n, megapixels=megapixels, split=split)
+    cases = bench.SETS[on](n, megapixels=megapixels, split=split)
     built = time.perf_counter()
     results = bench.run(cases, chosen, keep=GRID_PER_FAMILY, progress=progress)
     summary = bench.summarize(results)
