@@ -80,6 +80,12 @@ async def _read(path: Path) -> bytes:
         raise UnreadableFile(str(path), exc.strerror or "") from None
 
 
+def _is_a_path(text: str) -> bool:
+    """Whether a line that starts with a slash, as commands do, is an absolute path instead: one with more than
+    one part (/home/me/photo.jpg), or a file that is there."""
+    return "/" in text[1:] or Path(text).exists()
+
+
 def local_chat(platform: str) -> ChatRef:
     """The one chat of a local session, owned by the logged-in user."""
     try:
@@ -115,7 +121,7 @@ async def run(service: Service, settings: Settings, *, out_dir: Path = DEFAULT_O
                 await replies.say(await service.usage_text(chat))
             case "/stats":
                 await replies.say(await service.stats_text(chat))
-            case command if command.startswith("/"):
+            case command if command.startswith("/") and not _is_a_path(text):
                 await replies.say(messages.NOT_A_COMMAND)
             case _:
                 await service.handle(job_for(service, chat, text), replies)

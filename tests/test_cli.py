@@ -95,14 +95,18 @@ async def test_clean_reports_each_failure_in_one_line_and_exits_non_zero(tmp_pat
 
 async def test_run_without_tokens_is_a_shell_chat_that_reads_piped_input(tmp_path: Path) -> None:
     (tmp_path / "a.jpg").write_bytes(jpeg(120, 90))
-    status, out, err = await unmark("run", "--out", "results", stdin=b"a.jpg\n/usage\n/nonsense\n/quit\nignored.jpg\n")
+    (tmp_path / "b.jpg").write_bytes(jpeg(100, 80))
+    # An absolute path starts with a slash as commands do, and is still a path.
+    piped = f"a.jpg\n/usage\n/nonsense\n{tmp_path / 'b.jpg'}\n/quit\nignored.jpg\n".encode()
+    status, out, err = await unmark("run", "--out", "results", stdin=piped)
     assert status == 0, err
     lines = out.splitlines()
     assert lines[0].startswith("No chat platform configured, so this is the local shell.")
     assert any(line.startswith("Watermark removed in ") and line.endswith("results/a-clean.jpg") for line in lines)
     assert any(line.startswith("Images cleaned today: 1; 49 of 50 left today") for line in lines)
-    assert "I don't know that command. Type /help to see what I can do." in lines
+    assert lines.count("I don't know that command. Type /help to see what I can do.") == 1
     assert (tmp_path / "results" / "a-clean.jpg").exists()
+    assert (tmp_path / "results" / "b-clean.jpg").exists()
 
 
 @pytest.mark.parametrize("name, value", [("UNMARK_DAILY_LIMIT", "many"), ("PORT", "0")])
