@@ -149,7 +149,6 @@ def find_marks(seen: Segmentation, rgb: np.ndarray, lines: np.ndarray | None = N
     if not keep.any():
         return _no_marks(h, w)
     region = _dilate(marked, REACH)
-    rims = _rims(seen.mask, marked)
     image = np.clip(np.rint(seen.image * 255), 0, 255).astype(np.uint8)
     hole = _dilate(marked, REACH + 1).astype(np.uint8)  # a little wider, so no soft edge leaks into B
     background = inpaint.fill(image, hole).astype(np.float32)
@@ -216,10 +215,10 @@ def find_marks(seen: Segmentation, rgb: np.ndarray, lines: np.ndarray | None = N
         kept += 1
     if not kept:
         return _no_marks(h, w)
-    if fill.any() and rims.any():
-        # A filled mark takes its fainter rim too (a letter's accent, an icon's pale edge), with the photo under
-        # it estimated again over the wider hole.
-        grown = _dilate(_touching(rims, fill & marked), REACH) & ~fill
+    if fill.any():
+        # A filled mark takes what the network believes less of it too (a letter's accent, an icon's pale side),
+        # with the photo under that estimated again over the wider hole.
+        grown = _dilate(_joined((seen.mask > MARK_EDGE) & ~marked, fill & marked), REACH) & ~fill
         if grown.any():
             wider = inpaint.fill(image, (hole.astype(bool) | _dilate(grown, 1)).astype(np.uint8)).astype(np.float32)
             background[grown] = wider[grown]
@@ -227,15 +226,8 @@ def find_marks(seen: Segmentation, rgb: np.ndarray, lines: np.ndarray | None = N
     return Marks(fill, background, colour, opacity, kept, ~_dilate(~unblended, PLATE_DEPTH))
 
 
-def _rims(probability: np.ndarray, marked: np.ndarray) -> np.ndarray:
-    """hxw bool: the pixels above MARK_EDGE connected to a marked one, not marked themselves (hysteresis)."""
-    if MARK_EDGE >= MARK_PROBABILITY:
-        return np.zeros_like(marked)
-    return _touching(probability > MARK_EDGE, marked) & ~marked
-
-
-def _touching(pieces: np.ndarray, seeds: np.ndarray) -> np.ndarray:
-    """hxw bool: the 8-connected pieces of pieces | seeds that hold a pixel of seeds."""
+def _joined(pieces: np.ndarray, seeds: np.ndarray) -> np.ndarray:
+    """hxw bool: the seeds and the pixels of pieces 8-connected to them (hysteresis)."""
     count, labels = cv2.connectedComponents((pieces | seeds).astype(np.uint8), connectivity=8)
     hit = np.zeros(count, bool)
     hit[labels[seeds]] = True
