@@ -282,34 +282,6 @@ def test_a_mark_of_several_colours_is_inpainted_instead_of_half_inverted() -> No
     assert np.array_equal(out[far], marked[far])
 
 
-@pytest.mark.parametrize(("sure_rows", "filled"), [(0.85, True), (0.3, False)])
-def test_a_many_coloured_mark_the_network_is_sure_of_all_over_is_inpainted(sure_rows: float, filled: bool) -> None:
-    # A patchwork of colours (a colour logo): one colour explains too little of it to call it a blend, which is
-    # also how the network's false marks look. The network being sure of most of it, not just of a core, is
-    # what makes it a mark to fill.
-    clean = _photo(600, 900, seed=15)
-    alpha = np.zeros((600, 900), np.float32)
-    alpha[200:400, 300:600] = 0.7
-    hues = np.random.default_rng(3).integers(0, 180, (5, 6)).astype(np.uint8)
-    patches = cv2.resize(np.dstack([hues, np.full_like(hues, 255), np.full_like(hues, 230)]), (900, 600),
-                         interpolation=cv2.INTER_NEAREST)
-    marked = blend(clean, alpha, cv2.cvtColor(patches, cv2.COLOR_HSV2RGB))
-    truth = alpha > 0.02
-    seen = _truth_segmentation(marked, alpha, (128, 128, 128), side=320)
-    rows = np.flatnonzero(seen.mask.any(axis=1))
-    mask = seen.mask * 0.95
-    sure = rows[: round(sure_rows * len(rows))]
-    mask[sure] = seen.mask[sure]
-
-    out = mark.remove(marked, mark.find_marks(seen._replace(mask=mask), marked))
-
-    error = np.abs(out[truth].astype(float) - clean[truth]).mean()
-    if filled:
-        assert error < np.abs(marked[truth].astype(float) - clean[truth]).mean() / 2
-    else:
-        assert np.array_equal(out, marked)
-
-
 def test_a_mark_too_big_to_invent_is_left_alone() -> None:
     # The same band over half the photo: inpainting it would invent half the photo, worse than any watermark.
     clean, marked, alpha = _shaded_band(np.s_[100:400], np.s_[50:850], seed=13)

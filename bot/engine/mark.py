@@ -16,9 +16,8 @@
    fitted to its pixels (unblend.fit_blend). A mark the one-colour blend explains well is un-blended; one it
    explains mostly (a logo of several colours) is inpainted, unless it covers more than MAX_FILL of the image;
    one it explains less, or with a negligible opacity, is left alone (most of the network's false marks on
-   photos land there), unless it is a stamp, or the network is sure of most of it and not just of a core
-   (SOLID_SHARE: a many-coloured logo), which are inpainted. A mark to inpaint also takes the pixels the network
-   believes less (MARK_EDGE) that are connected to it: an accent, the pale side of an icon.
+   photos land there), unless it is a stamp, which is inpainted. A mark to inpaint also takes the pixels the
+   network believes less (MARK_EDGE) that are connected to it: an accent, the pale side of an icon.
 3. At full resolution, tile by tile (TILE px a side, only the tiles a mark reaches, so memory stays bounded up
    to 10000 x 10000 and time follows the marks' area), each pixel's snapped coverage gives its opacity; the
    blend is inverted below FEATHER_FROM, inpainted at unblend.OPAQUE and above, and mixed in between so the seam
@@ -82,12 +81,7 @@ REPEATS = 4  # this many marks or more are taken for the repeats of one tiled ma
 LARGE_MARK = 0.02  # ...except marks covering more than this fraction of the proxy, which are fitted on their own
 REPEAT_SIZES = 3.0  # a faint repeat needs an area within this factor of the sure repeats' median (val split)
 MIN_EXPLAINED = 0.8  # a mark's one-colour blend must account for this share of its differences from B...
-MIN_OPACITY = 0.04  # ...and be at least this opaque, or it is left alone...
-SOLID = 0.99  # ...unless at least SOLID_SHARE of its pixels have at least this probability: the network is sure
-SOLID_SHARE = 0.65  # of it, as of the many-coloured logos one colour cannot explain, not just of a core (val: 0.5-0.65
-# alike, 0.75 fills two logos fewer)...
-SOLID_EXPLAINED = 0.5  # ...and one colour still accounts for this share of it: a logo's pixels all move towards its
-# colours, a surface the network mistook for a mark moves nowhere (val: logos 0.6-0.7)
+MIN_OPACITY = 0.04  # ...and be at least this opaque, or it is left alone
 MIN_ONE_COLOUR = 0.95  # below this share a mark is a blend of several colours and is inpainted instead
 MAX_FILL = 0.15  # ...unless it covers more than this fraction of the proxy: then it is left alone (val scores
 # alike from 0.05 up; at 12 MP one false mark filled a fifth of a photo)
@@ -171,7 +165,6 @@ def find_marks(seen: Segmentation, rgb: np.ndarray, lines: np.ndarray | None = N
     peaks = np.zeros(count, np.float32)
     np.maximum.at(peaks, groups[marked], seen.mask[marked])
     sure = peaks >= MIN_PEAK
-    solid = np.bincount(groups[marked], seen.mask[marked] >= SOLID, minlength=count) >= SOLID_SHARE * areas
     stamps = np.zeros(count, bool)
     if lines is not None:
         stamps = _corner_stamps(boxes, groups, marked & lines, areas) & (peaks >= STAMP_PEAK) & ~sure
@@ -196,8 +189,7 @@ def find_marks(seen: Segmentation, rgb: np.ndarray, lines: np.ndarray | None = N
         else:
             blend = fit_blend(*_samples(rgb, background, core & usable[box], box))
         one_colour = blend.explained >= MIN_ONE_COLOUR and blend.opacity >= MIN_OPACITY
-        filled_anyway = stamps[group] or (solid[group] and blend.explained >= SOLID_EXPLAINED)
-        if (blend.explained < MIN_EXPLAINED or blend.opacity < MIN_OPACITY) and not filled_anyway:
+        if (blend.explained < MIN_EXPLAINED or blend.opacity < MIN_OPACITY) and not stamps[group]:
             continue  # not a blend at all: a sign, a shadow, the network's mistake
         if not one_colour:
             # A blend, but not of one colour (outlined text, a many-coloured logo), or a stamp (an icon beside a
