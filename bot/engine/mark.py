@@ -209,8 +209,8 @@ def find_marks(seen: Segmentation, rgb: np.ndarray, lines: np.ndarray | None = N
         return _no_marks(h, w)
     if fill.any():
         # A filled mark takes what the network believes less of it too (a letter's accent, an icon's pale side),
-        # with the photo under that estimated again over the wider hole.
-        grown = _dilate(_joined((seen.mask > MARK_EDGE) & ~marked, fill & marked), REACH) & ~fill
+        # with the photo under that estimated again over the wider hole; not what a mark beside it un-blends.
+        grown = _dilate(_joined((seen.mask > MARK_EDGE) & ~marked, fill & marked), REACH) & ~fill & (opacity == 0)
         if grown.any():
             wider = inpaint.fill(image, (hole.astype(bool) | _dilate(grown, 1)).astype(np.uint8)).astype(np.float32)
             background[grown] = wider[grown]
