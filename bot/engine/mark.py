@@ -56,7 +56,7 @@ from bot.engine.progress import Progress
 from bot.engine.rgb import as_rgb
 from bot.engine.segmenter import MIN_AREA, PROXY_MAX_SIDE, Segmentation, Segmenter, to_input, upsample
 from bot.engine.text import TextEngine
-from bot.engine.textmask import Region
+from bot.engine.textmask import Region, joined
 from bot.engine.unblend import CHANGED, FIT_SAMPLES, MIN_CONTRAST, OPAQUE, coverage, fit_blend, invert
 
 __all__ = ["DEFAULT_SEGMENTER", "MarkEngine", "Marks"]
@@ -210,21 +210,12 @@ def find_marks(seen: Segmentation, rgb: np.ndarray, lines: np.ndarray | None = N
     if fill.any():
         # A filled mark takes what the network believes less of it too (a letter's accent, an icon's pale side),
         # with the photo under that estimated again over the wider hole; not what a mark beside it un-blends.
-        grown = _dilate(_joined((seen.mask > MARK_EDGE) & ~marked, fill & marked), REACH) & ~fill & (opacity == 0)
+        grown = _dilate(joined((seen.mask > MARK_EDGE) & ~marked, fill & marked), REACH) & ~fill & (opacity == 0)
         if grown.any():
             wider = inpaint.fill(image, (hole.astype(bool) | _dilate(grown, 1)).astype(np.uint8)).astype(np.float32)
             background[grown] = wider[grown]
             fill |= grown
     return Marks(fill, background, colour, opacity, kept, ~_dilate(~unblended, PLATE_DEPTH))
-
-
-def _joined(pieces: np.ndarray, seeds: np.ndarray) -> np.ndarray:
-    """hxw bool: the seeds and the pixels of pieces 8-connected to them (hysteresis)."""
-    count, labels = cv2.connectedComponents((pieces | seeds).astype(np.uint8), connectivity=8)
-    hit = np.zeros(count, bool)
-    hit[labels[seeds]] = True
-    hit[0] = False
-    return hit[labels]
 
 
 def _corner_stamps(boxes: np.ndarray, groups: np.ndarray, texted: np.ndarray, areas: np.ndarray) -> np.ndarray:

@@ -194,12 +194,19 @@ def ink_mask(crop: np.ndarray, line_mask: np.ndarray, radius: int, background: n
     # join the sure ink when they touch it, but only within half a stroke, so background texture stays out.
     weak = (contrast > max(MIN_CONTRAST, otsu * WEAK_FRACTION)).astype(np.uint8)
     weak &= _grow(strong, max(1.0, stroke * WEAK_REACH))
-    count, labels = cv2.connectedComponents(weak, connectivity=8)
-    touching = np.zeros(count, bool)
-    touching[labels[strong > 0]] = True
-    touching[0] = False
-    ink = cv2.morphologyEx(touching[labels].astype(np.uint8), cv2.MORPH_OPEN, np.ones((2, 2), np.uint8)) | strong
+    touching = joined(weak > 0, (weak & strong) > 0)  # the opening above may shift a sure pixel out of weak
+    ink = cv2.morphologyEx(touching.astype(np.uint8), cv2.MORPH_OPEN, np.ones((2, 2), np.uint8)) | strong
     return _grow(ink, radius)
+
+
+def joined(pieces: np.ndarray, seeds: np.ndarray) -> np.ndarray:
+    """HxW bool: the seeds and the pixels of pieces (HxW bool) 8-connected to them; hysteresis, where fainter
+    evidence counts when it touches sure evidence."""
+    count, labels = cv2.connectedComponents((pieces | seeds).astype(np.uint8), connectivity=8)
+    hit = np.zeros(count, bool)
+    hit[labels[seeds]] = True
+    hit[0] = False
+    return hit[labels]
 
 
 def _grow(mask: np.ndarray, radius: float) -> np.ndarray:
