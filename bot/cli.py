@@ -211,7 +211,9 @@ def bench() -> None:
 
 @bench.command("engine")
 @click.option("--quick", is_flag=True, help="A smoke run: 2 images per family.")
-@click.option("--n", "n", type=click.IntRange(min=1), help="Images per family.  [default: 12; 2 with --quick]")
+@click.option("--n", "n", type=click.IntRange(min=1),
+              help="Images per family.  [default: 12; with --split val 36 photos, 24 signs, 12 backdrops; 2 with "
+                   "--quick]")
 @click.option("--megapixels", type=click.FloatRange(min=0.01, max=100), default=1.0, show_default=True,
               help="Size of each marked photo; results go to engine-<N>mp.json unless it is 1.")
 @click.option("--methods", help="Comma-separated subset, e.g. noop,mark_engine.  [default: all]")
@@ -244,8 +246,8 @@ def bench_engine(quick: bool, n: int | None, megapixels: float, methods: str | N
         bars[0].update(done - bars[0].n)
 
     try:
-        text = report.benchmark(out, n=n or (report.QUICK_N if quick else report.DEFAULT_N), megapixels=megapixels,
-                                methods=chosen, progress=advance, split=split, on=on)
+        text = report.benchmark(out, n=n or (report.QUICK_N if quick else report.default_n(split, on)),
+                                megapixels=megapixels, methods=chosen, progress=advance, split=split, on=on)
     except (FileNotFoundError, EngineBroken) as error:
         click.echo(f"unmark: {error}", err=True)
         sys.exit(2)

@@ -306,3 +306,29 @@ def test_a_missing_photo_set_is_one_plain_sentence(tmp_path: Path, monkeypatch: 
     assert result.exit_code == 2
     assert result.stderr == f"unmark: the benchmark's {split} photos are not installed: run benchmarks/assets.sh\n"
     assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize(("arguments", "expected"), [
+    ([], 12), (["--split", "val"], 36), (["--split", "val", "--on", "signs"], 24),
+    (["--split", "val", "--on", "backdrops"], 12), (["--split", "val", "--quick"], 2),
+    (["--split", "val", "--n", "5"], 5),
+])
+def test_the_benchmark_draws_as_many_images_as_its_figures_were_made_with(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, arguments: list[str], expected: int) -> None:
+    from click.testing import CliRunner
+
+    from bot.cli import main
+
+    asked: list[int] = []
+
+    def building(n: int, **_: object) -> list[bench.Case]:
+        asked.append(n)
+        raise FileNotFoundError("not installed")  # stop before anything runs
+
+    for on in bench.SETS:
+        monkeypatch.setitem(bench.SETS, on, building)
+
+    result = CliRunner().invoke(main, ["bench", "engine", *arguments, "--out", str(tmp_path)])
+
+    assert result.exit_code == 2
+    assert asked == [expected]  # val settings are chosen on 36 photos a family; the held-out table has 12
