@@ -246,8 +246,8 @@ def bench_engine(quick: bool, n: int | None, megapixels: float, methods: str | N
         bars[0].update(done - bars[0].n)
 
     try:
-        text = report.benchmark(out, n=n or (report.QUICK_N if quick else report.default_n(split, on)),
-                                megapixels=megapixels, methods=chosen, progress=advance, split=split, on=on)
+        text = report.benchmark(out, n=n or (report.QUICK_N if quick else None), megapixels=megapixels,
+                                methods=chosen, progress=advance, split=split, on=on)
     except (FileNotFoundError, EngineBroken) as error:
         click.echo(f"unmark: {error}", err=True)
         sys.exit(2)

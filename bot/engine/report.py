@@ -44,11 +44,13 @@ def default_n(split: assets.Split, on: bench.Set) -> int:
     return VAL_N[on] if split == "val" else DEFAULT_N
 
 
-def benchmark(out: Path, *, n: int = DEFAULT_N, megapixels: float = bench.MEGAPIXELS,
+def benchmark(out: Path, *, n: int | None = None, megapixels: float = bench.MEGAPIXELS,
               methods: Sequence[str] | None = None, progress: Callable[[int, int], None] | None = None,
               split: assets.Split = "test", on: bench.Set = "photos") -> str:
     """Build the held-out set (or the split's other set: bench.SETS), run the methods (all by default), write
-    out/engine.json and out/engine-grid.png (engine-12mp.json and so on at another size); return the table."""
+    out/engine.json and out/engine-grid.png (engine-12mp.json and so on at another size); return the table.
+    n: images per family, default_n(split, on) when None."""
+    n = n or default_n(split, on)
     chosen = {name: bench.METHODS[name] for name in (methods or bench.METHODS)}
     started = time.perf_counter()
     cases = bench.SETS[on](n, megapixels=megapixels, split=split)
