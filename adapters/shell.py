@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import functools
+import contextlib
 import getpass
 import sys
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import TextIO
 
@@ -56,28 +57,37 @@ class ShellReplies:
         path.write_bytes(data)
 
 
-def file_job(chat: ChatRef, path: Path) -> ImageJob:
-    """An ImageJob for a local file; its size is checked before it is read."""
-    try:
-        size = path.stat().st_size
-    except OSError:
-        size = None
-    return ImageJob(chat=chat, fetch=functools.partial(_read, path), filename=path.name, size=size)
+class LocalPlatform:
+    """The terminal as the core's Platform: a record's source is a local path, its answers go to the output
+    folder the record names (``answer_to``), through the replies ``make_replies`` builds for it."""
+
+    def __init__(self, name: str, make_replies: Callable[[ImageJob], ShellReplies]) -> None:
+        self.name, self._make_replies = name, make_replies
+
+    async def fetch(self, job: ImageJob) -> bytes:
+        """Read the file the person named."""
+        try:
+            return await asyncio.to_thread(Path(job.source).read_bytes)
+        except OSError as exc:
+            raise UnreadableFile(job.source, exc.strerror or "") from None
+
+    @contextlib.asynccontextmanager
+    async def replies(self, job: ImageJob) -> AsyncIterator[ShellReplies]:
+        """Lines in the terminal, results in the record's output folder."""
+        yield self._make_replies(job)
 
 
-def job_for(service: Service, chat: ChatRef, text: str) -> ImageJob:
-    """A typed line is a link or a path."""
+def job_for(chat: ChatRef, text: str, *, out_dir: Path) -> ImageJob:
+    """A typed line is a link or a path; its result goes to ``out_dir``. A file's size is checked before it is read."""
     text = text.strip()
     if looks_like_link(text):
-        return service.link_job(chat, text)
-    return file_job(chat, Path(text).expanduser())
-
-
-async def _read(path: Path) -> bytes:
+        return ImageJob.link(chat, text, answer_to=str(out_dir))
+    path = Path(text).expanduser()
     try:
-        return await asyncio.to_thread(path.read_bytes)
-    except OSError as exc:
-        raise UnreadableFile(str(path), exc.strerror or "") from None
+        size: int | None = path.stat().st_size
+    except OSError:
+        size = None
+    return ImageJob(chat=chat, source=str(path), answer_to=str(out_dir), filename=path.name, size=size)
 
 
 def _is_a_path(text: str) -> bool:
@@ -100,8 +110,11 @@ async def run(service: Service, settings: Settings, *, out_dir: Path = DEFAULT_O
     """Read paths, links and commands line by line until /quit or end of input (pipes work too)."""
     chat = local_chat("shell")
     replies = ShellReplies(out_dir, stream=stdout, status=stdout)
+    platform = LocalPlatform("shell", lambda job: ShellReplies(Path(job.answer_to), stream=stdout, status=stdout))
     await replies.say(messages.SHELL_HINT)
     await replies.say(messages.SHELL_HELP)
+    if left := await service.attach_anew(platform):
+        await replies.say(messages.unfinished([job.source for job in left]))
     while True:
         if stdin.isatty():
             stdout.write("unmark> ")
@@ -124,4 +137,4 @@ async def run(service: Service, settings: Settings, *, out_dir: Path = DEFAULT_O
             case command if command.startswith("/") and not _is_a_path(text):
                 await replies.say(messages.NOT_A_COMMAND)
             case _:
-                await service.handle(job_for(service, chat, text), replies)
+                await service.handle(job_for(chat, text, out_dir=out_dir))

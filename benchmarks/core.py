@@ -35,6 +35,7 @@ import contextlib
 import ctypes
 import gc
 import io
+import itertools
 import json
 import logging
 import math
@@ -235,11 +236,29 @@ class StageClock:
         return taken
 
 
-def image_job(data: bytes, chat: ChatRef) -> ImageJob:
-    async def fetch() -> bytes:
-        return data  # the adapter already has the bytes: no copy, no I/O
+class BenchPlatform:
+    """The adapter side: it already has each job's bytes (no copy, no I/O) and records its replies."""
 
-    return ImageJob(chat=chat, fetch=fetch, filename="photo.jpg", size=len(data))
+    name = "bench"
+
+    def __init__(self) -> None:
+        self._pending: dict[str, tuple[bytes, RecordingReplies]] = {}
+        self._ids = itertools.count()
+
+    def job(self, data: bytes, chat: ChatRef, replies: RecordingReplies) -> ImageJob:
+        source = f"image-{next(self._ids)}"
+        self._pending[source] = (data, replies)
+        return ImageJob(chat=chat, source=source, answer_to=source, filename="photo.jpg", size=len(data))
+
+    async def fetch(self, job: ImageJob) -> bytes:
+        return self._pending[job.source][0]
+
+    @contextlib.asynccontextmanager
+    async def replies(self, job: ImageJob) -> AsyncIterator[RecordingReplies]:
+        try:
+            yield self._pending[job.source][1]
+        finally:
+            del self._pending[job.source]  # a benchmark of memory must not keep every image it sent
 
 
 async def raw_client_once(http: httpx.AsyncClient, base: str, data: bytes) -> bytes:
@@ -258,10 +277,13 @@ async def raw_client_once(http: httpx.AsyncClient, base: str, data: bytes) -> by
     return body
 
 
+BENCH = BenchPlatform()
+
+
 async def handle_once(service: Service, data: bytes, chat: ChatRef) -> RecordingReplies:
     replies = RecordingReplies()
     async with asyncio.timeout(JOB_TIMEOUT):
-        outcome = await service.handle(image_job(data, chat), replies)
+        outcome = await service.handle(BENCH.job(data, chat, replies))
     if not outcome.ok or outcome.cached or len(replies.images) != 1:
         raise RuntimeError(f"core job did not deliver a fresh result: {outcome.error_code} {replies.said}")
     return replies
@@ -274,6 +296,7 @@ async def bench_service(base: str, db: Path, concurrency: int = 4
     async with PicWishClient(KEY, base_url=base, requests_per_second=None) as client:
         remover = TimedRemover(client)
         async with open_service(settings, remover=remover) as service:
+            await service.attach(BENCH)
             clock = StageClock()
             clock.instrument(service.usage)
             yield service, remover, clock

@@ -142,17 +142,21 @@ def clean(sources: tuple[str, ...], out: Path) -> None:
         nonlocal failures
         from tqdm import tqdm
 
-        from adapters.shell import ShellReplies, job_for, local_chat
+        from adapters.shell import LocalPlatform, ShellReplies, job_for, local_chat
+        from bot import messages
         from bot.core import open_service
 
         chat = local_chat("cli")
         several = len(sources) > 1
         async with open_service(settings) as service:
             with tqdm(total=len(sources), unit="image", disable=not several, file=sys.stderr) as bar:
+                platform = LocalPlatform("cli", lambda job: ShellReplies(
+                    Path(job.answer_to), stream=_TqdmLines(bar, prefix=f"{job.source}: "),
+                    status=None if several else sys.stderr))
+                if left := await service.attach_anew(platform):
+                    bar.write(messages.unfinished([job.source for job in left]), file=sys.stderr)
                 for source in sources:
-                    replies = ShellReplies(out, stream=_TqdmLines(bar, prefix=f"{source}: "),
-                                           status=None if several else sys.stderr)
-                    outcome = await service.handle(job_for(service, chat, source), replies)
+                    outcome = await service.handle(job_for(chat, source, out_dir=out))
                     failures += not outcome.ok
                     bar.update()
 

@@ -24,6 +24,9 @@ class Settings(BaseSettings):
     daily_limit: int = Field(50, ge=0, validation_alias="UNMARK_DAILY_LIMIT")
     concurrency: int = Field(4, ge=1, le=64, validation_alias="UNMARK_CONCURRENCY")
     admins: Annotated[frozenset[str], NoDecode] = Field(frozenset(), validation_alias="UNMARK_ADMINS")
+    # Seconds running jobs get at SIGTERM before the process leaves them for its next start; platforms
+    # send SIGKILL some seconds after SIGTERM (Heroku 30, Kubernetes 30, Fly 5 by default): stay under it.
+    shutdown_grace: float = Field(20.0, ge=0, validation_alias="UNMARK_SHUTDOWN_GRACE")
     allow_private_urls: bool = Field(False, validation_alias="UNMARK_ALLOW_PRIVATE_URLS")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", validation_alias="UNMARK_LOG_LEVEL")
     telegram_bot_token: SecretStr | None = Field(None, validation_alias="TELEGRAM_BOT_TOKEN")

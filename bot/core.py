@@ -1,4 +1,5 @@
-"""Service.handle(job, replies): the one place where a job runs end to end, whatever the platform."""
+"""Service.handle(job): the one place where a job runs end to end, whatever the platform, and where jobs a stop
+or a crash cut off are taken up again (``attach``)."""
 
 from __future__ import annotations
 
@@ -8,19 +9,20 @@ import functools
 import logging
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Coroutine
 from dataclasses import dataclass, field
+from typing import Any
 
 import httpx
 
 from bot import images, messages
 from bot.config import Settings
-from bot.errors import UnmarkError
+from bot.errors import Interrupted, UnmarkError
 from bot.images import Image
-from bot.jobs import ChatRef, ImageJob, Replies
+from bot.jobs import ChatRef, ImageJob, Platform, Replies
 from bot.links import fetch_link
 from bot.removers import Remover, Resumable, open_remover
-from bot.usage import PendingTask, UsageStore
+from bot.usage import RESULT_TTL, StoredJob, UsageStore
 
 logger = logging.getLogger(__name__)
 
@@ -29,7 +31,7 @@ logger = logging.getLogger(__name__)
 class Outcome:
     """How one job ended, for callers that need more than what the chat was told (``unmark clean``)."""
 
-    job_id: int
+    job_id: int | None
     error_code: str | None = None
     result: Image | None = None
     cached: bool = False
@@ -40,11 +42,24 @@ class Outcome:
         return self.error_code is None
 
 
+REDELIVERED = "redelivered"  # the platform delivered a request again; its first job answers it
+POSTPONED = "postponed"  # the platform is stopping: the job stays queued for the next start
+
+
 @dataclass(slots=True)
 class _Lane:
     """One chat's line: its jobs run one at a time, in the order they arrived."""
 
     line: deque[asyncio.Future[None]] = field(default_factory=deque)  # the running job's first
+
+
+@dataclass(frozen=True, slots=True)
+class _Resumed:
+    """What a restart knows of a job it finishes: a remote task to poll, a daily image already taken."""
+
+    task_id: str | None
+    sha256: str | None
+    counted: bool
 
 
 class Service:
@@ -55,18 +70,88 @@ class Service:
         self._http = http
         self._slots = asyncio.Semaphore(settings.concurrency)
         self._lanes: dict[tuple[str, str], _Lane] = {}
+        self._platforms: dict[str, Platform] = {}
+        self._stopping: set[str] = set()
 
-    async def handle(self, job: ImageJob, replies: Replies) -> Outcome:
-        """Run one job end to end and record how it ended; never raises to the adapter (but cancellation)."""
-        job_id = await self.usage.start(job.chat, backend=self.remover.name, filename=job.filename)
+    async def attach(self, platform: Platform) -> list[Coroutine[Any, Any, Outcome]]:
+        """Let ``platform``'s jobs run, and take up the ones a stop or a crash left unfinished.
+
+        Returns one coroutine per unfinished job, for the adapter to run beside its own (so its graceful stop
+        covers them too); each already holds its place in its chat's line, so it goes before any new job.
+        """
+        self._register(platform)
+        unfinished = await self.usage.unfinished(platform.name)
+        if unfinished:
+            logger.info("%s: %d job(s) left unfinished by the last stop go first", platform.name, len(unfinished))
+        # No await between the places taken in line: each chat's order is the order of its rows.
+        return [self._resume(stored, self._line_up(stored.job.chat)) for stored in unfinished]
+
+    async def attach_anew(self, platform: Platform) -> list[ImageJob]:
+        """Let ``platform``'s jobs run; close the ones the last session left unfinished and return them.
+
+        For the terminal, where the person who typed them may be gone: they are named, not run again.
+        """
+        self._register(platform)
+        unfinished = await self.usage.unfinished(platform.name)
+        for stored in unfinished:
+            await self.usage.finish(stored.job_id, error_code=Interrupted.code)
+        return [stored.job for stored in unfinished]
+
+    def _register(self, platform: Platform) -> None:
+        self._platforms[platform.name] = platform
+        self._stopping.discard(platform.name)
+
+    def detach(self, platform: Platform) -> None:
+        """The platform is stopping: its jobs that have not begun stay queued for the next start."""
+        self._stopping.add(platform.name)
+
+    async def handle(self, job: ImageJob) -> Outcome:
+        """Record the job, then run it in its chat's turn; never raises to the adapter (but cancellation).
+
+        A job taken while its platform is stopping is only recorded: the next start runs it.
+        """
+        ticket = self._line_up(job.chat)  # the place in line is taken here, before anything awaits
+        try:
+            job_id = await self.usage.start(job, backend=self.remover.name)
+        except BaseException:
+            self._leave(job.chat, ticket)
+            raise
+        if job_id is None:
+            self._leave(job.chat, ticket)
+            logger.info("a %s request was delivered again; its job was taken already", job.chat.platform)
+            return Outcome(None, REDELIVERED)
+        return await self._run(job_id, job, ticket, resumed=None)
+
+    async def _resume(self, stored: StoredJob, ticket: asyncio.Future[None]) -> Outcome:
+        if stored.delivered:  # answered, then cut off before the row was closed: never answer twice
+            self._leave(stored.job.chat, ticket)
+            await self.usage.finish(stored.job_id)
+            return Outcome(stored.job_id)
+        expired = time.time() - stored.created_at > RESULT_TTL  # any PicWish task is gone with its hour
+        return await self._run(stored.job_id, stored.job, ticket, expired=expired,
+                               resumed=_Resumed(stored.task_id, stored.sha256, stored.counted))
+
+    async def _run(self, job_id: int, job: ImageJob, ticket: asyncio.Future[None], *, resumed: _Resumed | None,
+                   expired: bool = False) -> Outcome:
+        """The job's turn in its chat, its answer through its platform, and the row closed however it ends."""
         error_code: str | None = "internal_error"
         result, cached, api_ms = None, False, None
         try:
-            async with self._turn(job.chat, replies):
+            async with contextlib.AsyncExitStack() as stack:
+                stack.callback(self._leave, job.chat, ticket)  # however the job ends, the next one's turn comes
+                platform = self._platforms[job.chat.platform]
+                replies = await stack.enter_async_context(platform.replies(job))
+                await self._wait_turn(job.chat, ticket, replies)
+                if job.chat.platform in self._stopping:
+                    error_code = POSTPONED
+                    return Outcome(job_id, POSTPONED)
+                await stack.enter_async_context(self._slots)
                 await self.usage.begin(job_id)
                 # Failures are told inside the chat's turn, so they reach it before its next job's answer.
                 try:
-                    result, cached, api_ms = await self._run(job_id, job, replies)
+                    if expired:
+                        raise Interrupted("older than an hour at the restart")
+                    result, cached, api_ms = await self._work(job_id, job, replies, platform, resumed)
                     error_code = None
                 except UnmarkError as error:
                     error_code = error.code
@@ -76,16 +161,31 @@ class Service:
                     logger.exception("job %d failed unexpectedly", job_id)
                     await self._safely(replies.say(messages.INTERNAL_ERROR))
         except asyncio.CancelledError:
-            error_code = "interrupted"  # shutdown: recorded, and resumed at the next start if it can be
+            error_code = POSTPONED  # a stop outran the grace period: the next start finishes the job
             raise
+        except Exception:  # no platform to answer through, or it could not open its replies: told nowhere
+            logger.exception("job %d could not be answered", job_id)
         finally:
-            await self.usage.finish(job_id, error_code=error_code, result=result, cached=cached, api_ms=api_ms)
+            if error_code != POSTPONED:
+                await self.usage.finish(job_id, error_code=error_code, result=result, cached=cached, api_ms=api_ms)
         return Outcome(job_id, error_code, result, cached)
 
-    async def _run(self, job_id: int, job: ImageJob, replies: Replies) -> tuple[Image, bool, int | None]:
+    async def _work(self, job_id: int, job: ImageJob, replies: Replies, platform: Platform,
+                    resumed: _Resumed | None) -> tuple[Image, bool, int | None]:
         started = time.perf_counter()
+        if resumed is not None and resumed.task_id and resumed.sha256 and isinstance(self.remover, Resumable):
+            # PicWish has the image already: poll the task a restart cut off, at no second charge.
+            await replies.progress(messages.WORKING)
+            result = await self.remover.resume(resumed.task_id, progress=self._progress_for(replies))
+            return await self._deliver(job_id, job, replies, resumed.sha256, result, started)
+
         images.check_announced_size(job.size)  # before downloading a byte
-        raw = await job.fetch()
+        try:
+            raw = await (self._fetch_link(job.url) if job.url else platform.fetch(job))
+        except UnmarkError as error:
+            if resumed is not None:  # the source went away while we were down: nothing to clean
+                raise Interrupted(f"the source could not be fetched again: {error.code}") from error
+            raise
         image = await asyncio.to_thread(images.load, raw)
         await self.usage.record_input(job_id, image)
 
@@ -93,12 +193,13 @@ class Service:
         if previous is not None:  # the same image within the hour: free, instant, no API call
             await replies.send_image(previous.data, images.result_filename(job.filename, previous),
                                      messages.done_caption(0, cached=True))
+            await self.usage.delivered(job_id)
             return previous, True, None
 
-        exempt = self.settings.is_admin(job.chat.platform, job.chat.user_id)
-        await self.usage.claim(job_id, job.chat, limit=0 if exempt else self.settings.daily_limit)
+        if resumed is None or not resumed.counted:
+            exempt = self.settings.is_admin(job.chat.platform, job.chat.user_id)
+            await self.usage.claim(job_id, job.chat, limit=0 if exempt else self.settings.daily_limit)
         await replies.progress(messages.WORKING)
-        removal_started = time.perf_counter()
         result = await self.remover.remove(
             image,
             progress=self._progress_for(replies),
@@ -106,21 +207,21 @@ class Service:
             # PicWish may fetch a typed link itself only if it would see exactly the bytes we checked.
             source_url=job.url if image.data is raw else None,
         )
-        api_ms = int((time.perf_counter() - removal_started) * 1000)
+        return await self._deliver(job_id, job, replies, image.sha256, result, started)
+
+    async def _deliver(self, job_id: int, job: ImageJob, replies: Replies, sha256: str, result: Image,
+                       started: float) -> tuple[Image, bool, int | None]:
+        api_ms = int((time.perf_counter() - started) * 1000)
         await replies.send_image(result.data, images.result_filename(job.filename, result),
                                  messages.done_caption(time.perf_counter() - started))
+        await self.usage.delivered(job_id)  # at once: from here a restart must not answer again
         # Cached after the person has it: a multi-MB write need not delay their answer.
-        await self.usage.remember_result(image.sha256, result)
+        await self.usage.remember_result(sha256, result)
         return result, False, api_ms
 
-    async def fetch_link(self, url: str) -> bytes:
-        """Download a link a person typed (adapters build ``ImageJob.fetch`` from this)."""
+    async def _fetch_link(self, url: str) -> bytes:
+        """Download a link a person typed, with the SSRF rules."""
         return await fetch_link(self._http, url, allow_private=self.settings.allow_private_urls)
-
-    def link_job(self, chat: ChatRef, url: str) -> ImageJob:
-        """An ImageJob for a typed link."""
-        name = url.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1] or "image"
-        return ImageJob(chat=chat, fetch=functools.partial(self.fetch_link, url), filename=name, url=url)
 
     async def usage_text(self, chat: ChatRef) -> str:
         """This chat's usage and what is left today, in words."""
@@ -140,45 +241,34 @@ class Service:
         return messages.global_summary(totals.today, totals.last_30_days, totals.all_time, totals.failed,
                                        totals.cached, chats, totals.median_seconds)
 
-    async def resume(self, pending: list[PendingTask]) -> int:
-        """Finish PicWish tasks a restart cut off (still within their hour) into the result cache."""
-        if not isinstance(self.remover, Resumable):
-            return 0
-        resumed = 0
-        for task in pending:
-            try:
-                result = await self.remover.resume(task.task_id)
-            except UnmarkError as error:
-                logger.info("could not resume the task of job %d: %s", task.job_id, error.code)
-                await self.usage.finish(task.job_id, error_code=error.code)
-                continue
-            await self.usage.remember_result(task.sha256, result)
-            await self.usage.mark_resumed(task.job_id, result)
-            resumed += 1
-        return resumed
-
-    @contextlib.asynccontextmanager
-    async def _turn(self, chat: ChatRef, replies: Replies) -> AsyncIterator[None]:
-        """Wait for this chat's earlier jobs (telling the chat its place), then for a free slot."""
-        key = (chat.platform, chat.chat_id)
-        lane = self._lanes.setdefault(key, _Lane())
+    def _line_up(self, chat: ChatRef) -> asyncio.Future[None]:
+        """Take the next place in the chat's line; the ticket is resolved when the job's turn comes."""
+        lane = self._lanes.setdefault((chat.platform, chat.chat_id), _Lane())
         ticket: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        lane.line.append(ticket)  # the place in line is taken here, before anything awaits
-        try:
-            if len(lane.line) == 1:
-                ticket.set_result(None)
-            else:
-                await self._safely(replies.progress(messages.queued(len(lane.line))))
-            await ticket
-            async with self._slots:
-                yield
-        finally:
-            lane.line.remove(ticket)
-            if lane.line:
-                if not lane.line[0].done():
-                    lane.line[0].set_result(None)  # the next job's turn
-            else:
-                del self._lanes[key]
+        lane.line.append(ticket)
+        if len(lane.line) == 1:
+            ticket.set_result(None)
+        return ticket
+
+    def _leave(self, chat: ChatRef, ticket: asyncio.Future[None]) -> None:
+        """Give up a place in line (once; again is a no-op); the next job's turn comes if this one was first."""
+        key = (chat.platform, chat.chat_id)
+        lane = self._lanes.get(key)
+        if lane is None or ticket not in lane.line:
+            return
+        lane.line.remove(ticket)
+        if lane.line:
+            if not lane.line[0].done():
+                lane.line[0].set_result(None)
+        else:
+            del self._lanes[key]
+
+    async def _wait_turn(self, chat: ChatRef, ticket: asyncio.Future[None], replies: Replies) -> None:
+        """Wait for this chat's earlier jobs, telling the chat its place."""
+        if not ticket.done():
+            place = self._lanes[(chat.platform, chat.chat_id)].line.index(ticket) + 1
+            await self._safely(replies.progress(messages.queued(place)))
+        await ticket
 
     def _progress_for(self, replies: Replies):  # type: ignore[no-untyped-def]
         last = -1
@@ -208,14 +298,4 @@ async def open_service(settings: Settings, *, remover: Remover | None = None) ->
         if remover is None:
             remover = await stack.enter_async_context(open_remover(settings))
         http = await stack.enter_async_context(httpx.AsyncClient(headers={"User-Agent": "unmark"}))
-        service = Service(usage=usage, remover=remover, settings=settings, http=http)
-        # Rows left running by the last exit are closed before any new job starts; resuming their
-        # PicWish tasks (network) goes on in the background.
-        recovery = asyncio.create_task(service.resume(await usage.recover()))
-        try:
-            yield service
-        finally:
-            if not recovery.done():
-                recovery.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await recovery
+        yield Service(usage=usage, remover=remover, settings=settings, http=http)

@@ -10,6 +10,7 @@
     │   ├── FileUnavailable       file_unavailable  the chat platform would not serve a shared file
     │   └── UnreadableFile        unreadable_file   a local path (shell, CLI) that cannot be read
     ├── QuotaExceeded             quota_exceeded    the chat's daily limit is used up
+    ├── Interrupted               interrupted       a restart cut the job off and it cannot be finished
     └── RemovalFailed             removal_failed    the remover gave up on this image (state -1)
         ├── RemoverBusy           remover_busy      429 after our retries; try again shortly
         ├── RemoverUnavailable    remover_down      5xx, network, timeouts, state -2
@@ -114,6 +115,12 @@ class QuotaExceeded(UnmarkError):
     def __init__(self, limit: int, resets_at: int) -> None:
         super().__init__(f"limit {limit}")
         self.limit, self.resets_at = limit, resets_at
+
+
+class Interrupted(UnmarkError):
+    """A stop or a crash cut the job off, and the restart could not finish it (its source is gone, or its hour)."""
+
+    code = "interrupted"
 
 
 class RemovalFailed(UnmarkError):

@@ -25,6 +25,16 @@ WORKING = "Removing the watermark…"
 CACHED = "I cleaned this exact image within the hour; here it is again."
 INTERNAL_ERROR = "Something went wrong on my side. Please try again in a minute."
 NOT_A_COMMAND = "I don't know that command. Type /help to see what I can do."
+RESTARTED = "I was restarted while cleaning your image and couldn't finish it. Please send it again."
+
+
+def unfinished(names: list[str]) -> str:
+    """The terminal, at its next start, names what the last session left unfinished."""
+    listed = ", ".join(names)
+    return (f"The last session stopped before it finished {listed}. Type the path again to clean it."
+            if len(names) == 1 else
+            f"The last session stopped before it finished {len(names)} images: {listed}. "
+            "Type their paths again to clean them.")
 
 
 def queued(position: int) -> str:
@@ -102,6 +112,8 @@ def describe(error: errors.UnmarkError) -> str:
             hours = max(1, round((resets_at - time.time()) / 3600))
             return (f"This chat has used its {limit} images for today. The limit resets at 00:00 UTC, "
                     f"in about {hours} h.")
+        case errors.Interrupted():
+            return RESTARTED
         case errors.RemoverBusy():
             return "The watermark service is busy right now. Please send the image again in a minute."
         case errors.RemoverUnavailable():
@@ -176,7 +188,6 @@ TELEGRAM_SEND_AN_IMAGE = (
     "/help says more."
 )
 TELEGRAM_CLEAN_HOW = "Reply /clean to a photo or an image file, or type /clean and a link to an image."
-TELEGRAM_INTERRUPTED = "I had to restart before I could finish this image. Please send it again."
 TELEGRAM_REENCODED = "Re-encoded as a high-quality JPEG to fit Telegram's 50 MB upload limit."
 TELEGRAM_COMMANDS = (
     ("clean", "Clean the photo or image file you reply to"),

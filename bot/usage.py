@@ -16,7 +16,7 @@ import aiosqlite
 from bot import database
 from bot.errors import QuotaExceeded
 from bot.images import Image
-from bot.jobs import ChatRef
+from bot.jobs import ChatRef, ImageJob
 
 logger = logging.getLogger(__name__)
 
@@ -62,6 +62,19 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX results_by_age ON results (created_at);
     ALTER TABLE results ADD COLUMN result_sha256 TEXT NOT NULL DEFAULT '';
     """,
+    """
+    -- A job is a record any process can run again: what to fetch and where to answer, never a token.
+    ALTER TABLE jobs ADD COLUMN source TEXT;                  -- file id, local path, or the typed link
+    ALTER TABLE jobs ADD COLUMN answer_to TEXT NOT NULL DEFAULT '';  -- the platform's own words
+    ALTER TABLE jobs ADD COLUMN url TEXT;                     -- a typed link (the core fetches it)
+    ALTER TABLE jobs ADD COLUMN size_announced INTEGER;
+    ALTER TABLE jobs ADD COLUMN request TEXT;                 -- the platform's message or event id
+    ALTER TABLE jobs ADD COLUMN delivered_at REAL;            -- the answer reached the chat
+    -- A platform that delivers an update again (after a crash, on a retry) must not get a second job.
+    CREATE UNIQUE INDEX jobs_by_request ON jobs (platform, chat_id, request, source) WHERE request IS NOT NULL;
+    -- Rows cut off before jobs were records cannot be run again.
+    UPDATE jobs SET state = 'interrupted', error_code = 'interrupted' WHERE state IN ('queued', 'running');
+    """,
 )
 
 
@@ -81,12 +94,16 @@ class Usage:
 
 
 @dataclass(frozen=True, slots=True)
-class PendingTask:
-    """A PicWish task cut off by a restart that can still be finished within its hour."""
+class StoredJob:
+    """A job a stop or a crash left unfinished, as its row holds it."""
 
     job_id: int
-    task_id: str
-    sha256: str
+    job: ImageJob
+    created_at: float
+    task_id: str | None  # the remote task, if one was started: resume it rather than pay again
+    sha256: str | None
+    counted: bool  # already holds one of the chat's daily images
+    delivered: bool  # the answer reached the chat; only the row was not closed
 
 
 def day_start(now: float) -> float:
@@ -107,16 +124,17 @@ class UsageStore:
         async with database.connect(path, MIGRATIONS, name="usage database") as db:
             yield cls(db)
 
-    async def start(self, chat: ChatRef, *, backend: str, filename: str | None = None) -> int:
-        """Open a row for a new job, queued; every job gets one, whatever happens later."""
+    async def start(self, job: ImageJob, *, backend: str) -> int | None:
+        """Record a new job, queued, with all it takes to run it again; None if its request was taken already."""
+        chat = job.chat
         cursor = await self._db.execute(
-            "INSERT INTO jobs (platform, chat_id, user_id, backend, filename, state, created_at)"
-            " VALUES (?, ?, ?, ?, ?, 'queued', ?)",
-            (chat.platform, chat.chat_id, chat.user_id, backend, filename, time.time()),
+            "INSERT OR IGNORE INTO jobs (platform, chat_id, user_id, backend, filename, source, answer_to, url,"
+            " size_announced, request, state, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?)",
+            (chat.platform, chat.chat_id, chat.user_id, backend, job.filename, job.source, job.answer_to, job.url,
+             job.size, job.request, time.time()),
         )
         await self._db.commit()
-        assert cursor.lastrowid is not None
-        return cursor.lastrowid
+        return cursor.lastrowid if cursor.rowcount else None
 
     async def begin(self, job_id: int) -> None:
         """The job's turn has come: it leaves the queue."""
@@ -197,34 +215,25 @@ class UsageStore:
         return Image(data=row["data"], format=row["format"], width=row["width"], height=row["height"],
                      sha256=row["result_sha256"] or hashlib.sha256(row["data"]).hexdigest())
 
-    async def recover(self) -> list[PendingTask]:
-        """At start: mark jobs cut off by the last exit interrupted; return PicWish tasks still in their hour."""
-        cutoff = time.time() - RESULT_TTL
-        async with self._db.execute(
-            "SELECT id, task_id, sha256 FROM jobs WHERE state IN ('queued', 'running', 'interrupted')"
-            " AND task_id IS NOT NULL"
-            " AND sha256 IS NOT NULL AND backend = 'picwish' AND created_at >= ?",
-            (cutoff,),
-        ) as cursor:
-            pending = [PendingTask(row["id"], row["task_id"], row["sha256"]) for row in await cursor.fetchall()]
-        cursor = await self._db.execute(
-            "UPDATE jobs SET state = 'interrupted', error_code = 'interrupted', finished_at = ?"
-            " WHERE state IN ('queued', 'running')",
-            (time.time(),),
-        )
+    async def delivered(self, job_id: int) -> None:
+        """The answer reached the chat: a restart from here on closes the row and sends nothing again."""
+        await self._db.execute("UPDATE jobs SET delivered_at = ? WHERE id = ?", (time.time(), job_id))
         await self._db.commit()
-        if cursor.rowcount:
-            logger.warning("%d job(s) were cut off by the last exit; %d can be resumed", cursor.rowcount, len(pending))
-        return pending
 
-    async def mark_resumed(self, job_id: int, result: Image) -> None:
-        """An interrupted PicWish task finished after the restart; its result is in the cache."""
-        await self._db.execute(
-            "UPDATE jobs SET state = 'done', error_code = NULL, bytes_out = ?, width_out = ?, height_out = ?"
-            " WHERE id = ?",
-            (len(result.data), result.width, result.height, job_id),
-        )
-        await self._db.commit()
+    async def unfinished(self, platform: str) -> list[StoredJob]:
+        """The platform's jobs that a stop or a crash left queued or running, oldest first."""
+        async with self._db.execute(
+            "SELECT * FROM jobs WHERE platform = ? AND state IN ('queued', 'running') ORDER BY id", (platform,),
+        ) as cursor:
+            rows = await cursor.fetchall()
+        return [StoredJob(
+            job_id=row["id"],
+            job=ImageJob(chat=ChatRef(row["platform"], row["chat_id"], row["user_id"]), source=row["source"],
+                         answer_to=row["answer_to"], filename=row["filename"] or "image", size=row["size_announced"],
+                         url=row["url"], request=row["request"]),
+            created_at=row["created_at"], task_id=row["task_id"], sha256=row["sha256"], counted=bool(row["counted"]),
+            delivered=row["delivered_at"] is not None,
+        ) for row in rows]
 
     async def chat_usage(self, chat: ChatRef) -> Usage:
         """This chat's usage: today, last 30 days, all time, success rate, median time."""

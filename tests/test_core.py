@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import httpx
 import PIL.Image
@@ -22,6 +22,7 @@ from bot.picwish import PicWishClient
 from bot.usage import UsageStore
 from tests.conftest import encode, jpeg
 from tests.fakes.picwish import FakePicWish
+from tests.fakes.platform import MemoryPlatform
 from tests.fakes.replies import RecordingReplies
 from tests.fakes.servers import serve
 
@@ -29,11 +30,34 @@ ALICE = ChatRef("telegram", "100", "1")
 BOB = ChatRef("telegram", "200", "2")
 
 
-def job(data: bytes, chat: ChatRef = ALICE, *, filename: str = "photo.jpg", size: int | None = None) -> ImageJob:
-    async def fetch() -> bytes:
-        return data
+PLATFORMS: dict[str, MemoryPlatform] = {}  # the chats of the test under way, refilled by `platforms`
 
-    return ImageJob(chat=chat, fetch=fetch, filename=filename, size=size)
+
+@pytest.fixture(autouse=True)
+def platforms() -> Iterator[dict[str, MemoryPlatform]]:
+    PLATFORMS.update(telegram=MemoryPlatform("telegram"), slack=MemoryPlatform("slack"))
+    yield PLATFORMS
+    PLATFORMS.clear()
+
+
+def link(chat: ChatRef, url: str, replies: RecordingReplies) -> ImageJob:
+    """A job for a link typed in ``chat``, answering through ``replies``."""
+    answer_to = f"link-{len(PLATFORMS[chat.platform].answers)}"
+    PLATFORMS[chat.platform].answers[answer_to] = replies
+    return ImageJob.link(chat, url, answer_to=answer_to)
+
+
+async def attach(service: Service) -> Service:
+    """Let the test's platforms' jobs run."""
+    for platform in PLATFORMS.values():
+        await service.attach(platform)
+    return service
+
+
+def job(data: bytes, chat: ChatRef = ALICE, *, filename: str = "photo.jpg", size: int | None = None,
+        replies: object = None, request: str | None = None) -> ImageJob:
+    """A job for ``data`` sent in ``chat``, answering through ``replies``."""
+    return PLATFORMS[chat.platform].job(data, chat, filename=filename, size=size, replies=replies, request=request)
 
 
 def rows(settings: Settings) -> list[sqlite3.Row]:
@@ -45,7 +69,7 @@ def rows(settings: Settings) -> list[sqlite3.Row]:
 @pytest.fixture
 async def service(settings: Settings, client: PicWishClient) -> AsyncIterator[Service]:
     async with open_service(settings, remover=client) as service:
-        yield service
+        yield await attach(service)
 
 
 class GatedRemover:
@@ -66,7 +90,7 @@ class GatedRemover:
 async def test_a_photo_comes_back_cleaned_and_the_job_is_recorded(
         service: Service, settings: Settings, fake: FakePicWish) -> None:
     replies = RecordingReplies()
-    outcome = await service.handle(job(jpeg(320, 240)), replies)
+    outcome = await service.handle(job(jpeg(320, 240), replies=replies))
 
     assert outcome.ok
     assert replies.progress_lines[0] == messages.WORKING
@@ -85,8 +109,8 @@ async def test_the_same_image_within_the_hour_is_answered_from_the_cache(
         service: Service, settings: Settings, fake: FakePicWish) -> None:
     data = jpeg(200, 100)
     first, second = RecordingReplies(), RecordingReplies()
-    await service.handle(job(data), first)
-    await service.handle(job(data, BOB), second)
+    await service.handle(job(data, replies=first))
+    await service.handle(job(data, BOB, replies=second))
 
     assert len(fake.tasks) == 1
     assert second.images[0].data == first.images[0].data
@@ -98,11 +122,12 @@ async def test_quota_reached_says_when_it_resets_and_admins_are_exempt(
         settings: Settings, client: PicWishClient, fake: FakePicWish) -> None:
     limited = settings.model_copy(update={"daily_limit": 1, "admins": frozenset({"telegram:9"})})
     async with open_service(limited, remover=client) as service:
-        await service.handle(job(jpeg(seed=1)), RecordingReplies())
+        await attach(service)
+        await service.handle(job(jpeg(seed=1), replies=RecordingReplies()))
         refused = RecordingReplies()
-        outcome = await service.handle(job(jpeg(seed=2)), refused)
+        outcome = await service.handle(job(jpeg(seed=2), replies=refused))
         admin = RecordingReplies()
-        await service.handle(job(jpeg(seed=3), ChatRef("telegram", "100", "9")), admin)
+        await service.handle(job(jpeg(seed=3), ChatRef("telegram", "100", "9"), replies=admin))
 
     assert outcome.error_code == "quota_exceeded"
     assert refused.images == [] and refused.said[0].startswith("This chat has used its 1 images for today.")
@@ -125,7 +150,7 @@ async def test_bad_images_get_one_sentence_and_spend_nothing(
         size = (10, 10) if code == "too_small" else (10_001, 30)
         data = encode(PIL.Image.new("L", size), "PNG")
     replies = RecordingReplies()
-    outcome = await service.handle(job(data), replies)
+    outcome = await service.handle(job(data, replies=replies))
 
     assert outcome.error_code == code
     assert len(replies.said) == 1 and replies.said[0].startswith(sentence)
@@ -134,11 +159,9 @@ async def test_bad_images_get_one_sentence_and_spend_nothing(
 
 
 async def test_an_oversize_file_is_refused_before_it_is_downloaded(service: Service, settings: Settings) -> None:
-    async def fetch() -> bytes:
-        raise AssertionError("must not download")
-
     replies = RecordingReplies()
-    await service.handle(ImageJob(ALICE, fetch, "big.png", size=60 * 2**20), replies)
+    await service.handle(job(jpeg(), filename="big.png", size=60 * 2**20, replies=replies))
+    assert PLATFORMS["telegram"].fetched == []
     assert replies.said == ["That file is 60 MB; the most I can take is 50 MB. Please send a smaller or compressed copy."]
     assert rows(settings)[0]["error_code"] == "file_too_large"
 
@@ -147,7 +170,7 @@ async def test_a_picwish_outage_is_explained_and_recorded(
         service: Service, settings: Settings, fake: FakePicWish) -> None:
     fake.fail("POST", "/api/tasks", 502, times=50)
     replies = RecordingReplies()
-    await service.handle(job(jpeg()), replies)
+    await service.handle(job(jpeg(), replies=replies))
     assert replies.said == ["The watermark service is not answering right now. Please try again in a few minutes."]
     assert rows(settings)[0]["error_code"] == "remover_down"
     # A failed image does not use up the chat's quota.
@@ -157,9 +180,10 @@ async def test_a_picwish_outage_is_explained_and_recorded(
 async def test_jobs_of_one_chat_run_in_order_and_are_told_their_place(settings: Settings) -> None:
     remover = GatedRemover()
     async with open_service(settings, remover=remover) as service:
+        await attach(service)
         replies = [RecordingReplies() for _ in range(3)]
-        tasks = [asyncio.create_task(service.handle(job(jpeg(100 + i, 50)), r)) for i, r in enumerate(replies)]
-        other = asyncio.create_task(service.handle(job(jpeg(300, 50), BOB), RecordingReplies()))
+        tasks = [asyncio.create_task(service.handle(job(jpeg(100 + i, 50), replies=r))) for i, r in enumerate(replies)]
+        other = asyncio.create_task(service.handle(job(jpeg(300, 50), BOB, replies=RecordingReplies())))
         for _ in range(500):
             await asyncio.sleep(0.01)
             if len(remover.started) == 2:
@@ -178,8 +202,9 @@ async def test_jobs_of_one_chat_run_in_order_and_are_told_their_place(settings: 
 async def test_concurrency_is_bounded_across_chats(settings: Settings) -> None:
     remover = GatedRemover()
     async with open_service(settings.model_copy(update={"concurrency": 2}), remover=remover) as service:
+        await attach(service)
         chats = [ChatRef("slack", f"C{i}", "U") for i in range(4)]
-        tasks = [asyncio.create_task(service.handle(job(jpeg(100 + i, 50), chat), RecordingReplies()))
+        tasks = [asyncio.create_task(service.handle(job(jpeg(100 + i, 50), chat, replies=RecordingReplies())))
                  for i, chat in enumerate(chats)]
         await asyncio.sleep(0.2)
         assert len(remover.started) == 2
@@ -188,42 +213,128 @@ async def test_concurrency_is_bounded_across_chats(settings: Settings) -> None:
     assert len(remover.started) == 4
 
 
-async def test_a_job_cut_off_by_shutdown_is_recorded_interrupted(settings: Settings) -> None:
+async def test_a_job_cut_off_by_a_stop_stays_queued_and_the_next_start_finishes_it(settings: Settings) -> None:
     remover = GatedRemover()
     async with open_service(settings, remover=remover) as service:
-        task = asyncio.create_task(service.handle(job(jpeg()), RecordingReplies()))
+        await attach(service)
+        first = job(jpeg(100, 50))
+        task = asyncio.create_task(service.handle(first))
         while not remover.started:
             await asyncio.sleep(0.01)
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
-    assert rows(settings)[0]["state"] == "interrupted"
+    assert rows(settings)[0]["state"] == "running"  # not closed: the next start owns it
+
+    remover = GatedRemover()
+    remover.release.set()
+    async with open_service(settings, remover=remover) as service:
+        [resumed] = await service.attach(PLATFORMS["telegram"])
+        outcome = await resumed
+
+    assert outcome.ok and remover.started == [100]
+    assert [image.filename for image in PLATFORMS["telegram"].replies_of(first).images] == ["photo-clean.jpg"]
+    assert [r["state"] for r in rows(settings)] == ["done"]
 
 
-async def test_restart_resumes_a_pending_picwish_task_instead_of_paying_again(
+async def test_jobs_taken_while_the_platform_stops_wait_for_the_next_start_in_order(settings: Settings) -> None:
+    remover = GatedRemover()
+    remover.release.set()
+    telegram = PLATFORMS["telegram"]
+    async with open_service(settings, remover=remover) as service:
+        await attach(service)
+        service.detach(telegram)
+        jobs = [job(jpeg(100 + i, 50)) for i in range(3)]
+        outcomes = [await service.handle(j) for j in jobs]
+        assert [o.error_code for o in outcomes] == ["postponed"] * 3 and remover.started == []
+    assert [r["state"] for r in rows(settings)] == ["queued"] * 3
+
+    async with open_service(settings, remover=remover) as service:
+        resumed = await service.attach(telegram)
+        late = asyncio.create_task(service.handle(job(jpeg(200, 50))))  # a new image, after the restart
+        await asyncio.gather(*resumed, late)
+
+    assert remover.started == [100, 101, 102, 200]  # the chat's line, kept across the restart
+    assert all(len(telegram.replies_of(j).images) == 1 for j in jobs)
+
+
+async def test_a_restart_polls_a_started_picwish_task_and_answers_the_person_without_paying_again(
         settings: Settings, client: PicWishClient, fake: FakePicWish) -> None:
-    data = jpeg(240, 160)
-    image = images.load(data)
+    telegram = PLATFORMS["telegram"]
+    cut_off = job(jpeg(240, 160))
+    image = images.load(telegram.files[cut_off.source])
     # The process died after PicWish accepted the task: the row is still "running", with its task id.
     async with UsageStore.open(settings.database) as store:
-        job_id = await store.start(ALICE, backend="picwish", filename="photo.jpg")
+        job_id = await store.start(cut_off, backend="picwish")
+        assert job_id is not None
         await store.begin(job_id)
         await store.record_input(job_id, image)
-        await store.claim(job_id, ALICE, limit=50)
+        await store.claim(job_id, ALICE, limit=1)
         task = await client.create(image=image, sync=False)
         await store.set_task(job_id, task.task_id)
 
-    async with open_service(settings, remover=client) as service:
-        for _ in range(200):  # resuming runs in the background
-            if rows(settings)[0]["state"] == "done":
-                break
-            await asyncio.sleep(0.01)
-        replies = RecordingReplies()
-        await service.handle(job(data), replies)
+    limited = settings.model_copy(update={"daily_limit": 1})
+    async with open_service(limited, remover=client) as service:
+        [resumed] = await service.attach(telegram)
+        outcome = await resumed
 
-    assert rows(settings)[0]["state"] == "done"
-    assert len(fake.tasks) == 1  # resumed, not re-submitted; the resend came from the cache
-    assert replies.images[0].caption == messages.CACHED
+    assert outcome.ok
+    assert telegram.fetched == []  # PicWish had the image already
+    assert [i.filename for i in telegram.replies_of(cut_off).images] == ["photo-clean.jpg"]
+    assert [r.method for r in fake.requests].count("POST") == 1  # resumed, not re-submitted
+    [row] = rows(settings)
+    assert (row["state"], row["counted"]) == ("done", 1)  # the daily image it held was not taken twice
+
+
+@pytest.mark.parametrize("case", ["source gone", "older than an hour"])
+async def test_a_job_a_restart_cannot_finish_gets_one_sentence(settings: Settings, case: str) -> None:
+    remover = GatedRemover()
+    remover.release.set()
+    telegram = PLATFORMS["telegram"]
+    cut_off = job(jpeg())
+    async with UsageStore.open(settings.database) as store:
+        await store.start(cut_off, backend="gated")
+    if case == "source gone":
+        del telegram.files[cut_off.source]
+    else:
+        with sqlite3.connect(settings.database) as db:
+            db.execute("UPDATE jobs SET created_at = created_at - 3601")
+
+    async with open_service(settings, remover=remover) as service:
+        [resumed] = await service.attach(telegram)
+        outcome = await resumed
+
+    assert telegram.replies_of(cut_off).said == [messages.RESTARTED]
+    assert outcome.error_code == "interrupted" and remover.started == []
+    assert [(r["state"], r["error_code"]) for r in rows(settings)] == [("interrupted", "interrupted")]
+
+
+async def test_a_job_answered_just_before_a_crash_is_not_answered_again(settings: Settings) -> None:
+    remover = GatedRemover()
+    remover.release.set()
+    telegram = PLATFORMS["telegram"]
+    answered = job(jpeg())
+    async with UsageStore.open(settings.database) as store:  # sent, then killed before the row was closed
+        job_id = await store.start(answered, backend="gated")
+        assert job_id is not None
+        await store.begin(job_id)
+        await store.delivered(job_id)
+
+    async with open_service(settings, remover=remover) as service:
+        for resumed in await service.attach(telegram):
+            await resumed
+
+    assert telegram.replies_of(answered).events == [] and telegram.fetched == []
+    assert [r["state"] for r in rows(settings)] == ["done"]
+
+
+async def test_a_request_delivered_again_is_taken_once(service: Service, settings: Settings) -> None:
+    first = job(jpeg(), request="update-7")
+    again = ImageJob(first.chat, first.source, first.answer_to, first.filename, request="update-7")
+    assert (await service.handle(first)).ok
+    assert (await service.handle(again)).error_code == "redelivered"
+    assert len(PLATFORMS["telegram"].replies_of(first).images) == 1
+    assert len(rows(settings)) == 1
 
 
 async def test_an_adapter_failure_is_an_internal_error_not_a_crash(service: Service, settings: Settings) -> None:
@@ -232,14 +343,14 @@ async def test_an_adapter_failure_is_an_internal_error_not_a_crash(service: Serv
             raise RuntimeError("platform down")
 
     replies = BrokenReplies()
-    outcome = await service.handle(job(jpeg()), replies)
+    outcome = await service.handle(job(jpeg(), replies=replies))
     assert outcome.error_code == "internal_error"
     assert replies.said == [messages.INTERNAL_ERROR]
 
 
 async def test_a_typed_link_to_a_private_address_is_refused(service: Service, settings: Settings) -> None:
     replies = RecordingReplies()
-    await service.handle(service.link_job(ALICE, "http://127.0.0.1:9/cat.jpg"), replies)
+    await service.handle(link(ALICE, "http://127.0.0.1:9/cat.jpg", replies))
     assert replies.said == ["I couldn't download an image from that link. Check that it is public and try again."]
     assert rows(settings)[0]["error_code"] == "unreachable_link"
 
@@ -256,8 +367,9 @@ async def test_a_typed_link_is_downloaded_and_sent_to_picwish_as_a_url(
     async with serve(web) as base, open_service(allowed, remover=client) as service:
         fake.fetch_transport = None  # PicWish fetches the real loopback URL, as it would the public one
         good, page = RecordingReplies(), RecordingReplies()
-        await service.handle(service.link_job(ALICE, f"{base}/cat.jpg"), good)
-        await service.handle(service.link_job(ALICE, f"{base}/page"), page)
+        await attach(service)
+        await service.handle(link(ALICE, f"{base}/cat.jpg", good))
+        await service.handle(link(ALICE, f"{base}/page", page))
 
     assert good.images[0].filename == "cat-clean.jpg"
     [post] = [r for r in fake.requests if r.method == "POST"]
@@ -266,7 +378,7 @@ async def test_a_typed_link_is_downloaded_and_sent_to_picwish_as_a_url(
 
 
 async def test_usage_text_counts_this_chats_images(service: Service) -> None:
-    await service.handle(job(jpeg(seed=5)), RecordingReplies())
+    await service.handle(job(jpeg(seed=5), replies=RecordingReplies()))
     text = await service.usage_text(ALICE)
     assert text.startswith("Images cleaned today: 1; 49 of 50 left today (resets at 00:00 UTC).")
     assert await service.stats_text(ALICE) == messages.ADMINS_ONLY
@@ -282,9 +394,10 @@ async def test_a_slow_platform_does_not_reorder_a_chats_line(settings: Settings)
             await super().progress(text)
 
     async with open_service(settings, remover=remover) as service:
+        await attach(service)
         tasks = []
         for width in (100, 101, 102, 103):
-            tasks.append(asyncio.create_task(service.handle(job(jpeg(width, 50)), SlowReplies())))
+            tasks.append(asyncio.create_task(service.handle(job(jpeg(width, 50), replies=SlowReplies()))))
             await asyncio.sleep(0.01)  # each arrives while the one before is still being told its place
         remover.release.set()
         await asyncio.gather(*tasks)
@@ -302,6 +415,6 @@ async def test_an_error_reaches_the_chat_before_the_next_images_answer(service: 
             await asyncio.sleep(0.2)  # a slow network round trip
             seen.append("error")
 
-    await asyncio.gather(service.handle(job(b"not an image", filename="a.jpg"), SharedReplies()),
-                         service.handle(job(jpeg(), filename="b.jpg"), SharedReplies()))
+    await asyncio.gather(service.handle(job(b"not an image", filename="a.jpg", replies=SharedReplies())),
+                         service.handle(job(jpeg(), filename="b.jpg", replies=SharedReplies())))
     assert seen == ["error", "image b-clean.jpg"]

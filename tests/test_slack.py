@@ -30,7 +30,7 @@ from bot import images, messages
 from bot.config import Settings, SettingsError
 from bot.core import open_service
 from bot.images import Image
-from bot.jobs import ChatRef
+from bot.jobs import ChatRef, ImageJob
 from bot.picwish import PicWishClient
 from bot.removers import Remover
 from tests.conftest import encode, jpeg
@@ -465,7 +465,7 @@ async def test_app_home_shows_this_workspaces_usage_and_the_limits(slack: Slack)
         channel=CHANNEL, files=[fake.add_file(jpeg(seed=20), "b.jpg"), fake.add_file(jpeg(seed=21), "c.jpg")])))
     await slack.settle()
     # Another workspace's images are not this workspace's business.
-    await slack.bot.service.usage.start(ChatRef("slack", "T0OTHER:C0X", "U9"), backend="gated")
+    await slack.bot.service.usage.start(ImageJob(ChatRef("slack", "T0OTHER:C0X", "U9"), "F0X"), backend="gated")
     await slack.deliver(fake.event_callback({"type": "app_home_opened", "user": "U0ALICE", "channel": "D0ALICE",
                                              "tab": "home", "event_ts": "1700000000.1"}))
     await slack.settle()

@@ -71,8 +71,9 @@ async def service(tg_settings: Settings, client: PicWishClient) -> AsyncIterator
 async def polling(service: Service, settings: Settings, tg: FakeBotAPI, *, grace: float = 5.0,
                   **options: Any) -> AsyncIterator[asyncio.Task[None]]:
     """``adapters.telegram.run`` (what ``unmark run`` starts) until the block ends; then its graceful stop."""
+    settings = settings.model_copy(update={"shutdown_grace": grace})
     application = adapter.build_application(service, settings, **options) if options else None
-    task = asyncio.create_task(adapter.run(service, settings, application=application, grace=grace))
+    task = asyncio.create_task(adapter.run(service, settings, application=application))
     await tg.wait_for(lambda: tg.calls_to("getUpdates") or task.done(), what="the first getUpdates")
     if task.done():
         task.result()
@@ -247,7 +248,7 @@ async def test_a_burst_of_twenty_photos_is_answered_in_full_in_order_without_flo
     flooded = [c for c in tg.calls if c.status == 429]
     assert flooded, "the burst should have met the flood limit"
     assert all(c.status == 200 for c in tg.calls_to("sendDocument")[-1:])
-    assert [r["state"] for r in rows(tg_settings)] == ["done"] * 20
+    await tg.wait_for(lambda: [r["state"] for r in rows(tg_settings)] == ["done"] * 20, what="every row closed")
     uploads = tg.calls_to("sendDocument")
     print(f"\nburst of 20: {elapsed:.1f} s, {len(flooded)} 429s retried, {len(uploads)} sendDocument calls, "
           f"{len(tg.calls_to('sendMessage'))} status messages, {len(tg.calls_to('editMessageText'))} edits")
@@ -492,20 +493,50 @@ async def test_shutdown_lets_a_running_job_finish(tg: FakeBotAPI, tg_settings: S
     assert [r["state"] for r in rows(tg_settings)] == ["done"]
 
 
-async def test_shutdown_past_the_grace_period_records_the_job_interrupted_and_says_so(
+async def test_a_job_still_running_past_the_grace_period_is_answered_after_the_restart(
         tg: FakeBotAPI, tg_settings: Settings) -> None:
     remover = GatedRemover()
     chat = tg.private_chat()
     async with open_service(tg_settings, remover=remover) as service:
         async with polling(service, tg_settings, tg, grace=0.2) as task:
-            tg.send_photo(chat, jpeg(300, 200))
+            photo = tg.send_photo(chat, jpeg(300, 200))
             await tg.wait_for(lambda: remover.started)
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+    assert tg.transcript(chat) == []  # nothing said: the job is not lost, only postponed
+    assert [r["state"] for r in rows(tg_settings)] == ["running"]
 
-    assert tg.transcript(chat) == [messages.TELEGRAM_INTERRUPTED]
-    assert [(r["state"], r["error_code"]) for r in rows(tg_settings)] == [("interrupted", "interrupted")]
+    remover.release.set()
+    async with open_service(tg_settings, remover=remover) as service, polling(service, tg_settings, tg):
+        await tg.wait_for(lambda: tg.documents(chat))
+
+    [document] = tg.documents(chat)
+    assert document.reply_to == photo["message_id"] and tg.transcript(chat)[0].startswith("[photo-clean.jpg] ")
+    assert [r["state"] for r in rows(tg_settings)] == ["done"]
+
+
+async def test_images_sent_while_stopping_are_answered_in_order_after_the_restart(
+        tg: FakeBotAPI, tg_settings: Settings) -> None:
+    remover = GatedRemover()
+    chat = tg.private_chat()
+    async with open_service(tg_settings, remover=remover) as service:
+        async with polling(service, tg_settings, tg, grace=0.5) as task:
+            photos = [tg.send_photo(chat, jpeg(300, 200))]
+            await tg.wait_for(lambda: remover.started)
+            task.cancel()  # SIGTERM; the running job has its grace period, and updates keep coming in it
+            await asyncio.sleep(0.05)
+            photos += [tg.send_photo(chat, jpeg(301 + i, 200)) for i in range(2)]
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+    assert tg.documents(chat) == [] and [r["state"] for r in rows(tg_settings)][0] == "running"
+
+    remover.release.set()
+    async with open_service(tg_settings, remover=remover) as service, polling(service, tg_settings, tg):
+        await tg.wait_for(lambda: len(tg.documents(chat)) == len(photos))
+
+    assert [d.reply_to for d in tg.documents(chat)] == [p["message_id"] for p in photos]
+    assert [r["state"] for r in rows(tg_settings)] == ["done"] * len(photos)
 
 
 # --- `unmark run`, as a process --------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""UsageStore on a real SQLite file: migrations, quotas, stats, interrupted jobs."""
+"""UsageStore on a real SQLite file: migrations, job records, quotas, stats."""
 
 from __future__ import annotations
 
@@ -9,11 +9,12 @@ import pytest
 
 from bot import images, usage
 from bot.errors import QuotaExceeded
-from bot.jobs import ChatRef
+from bot.jobs import ChatRef, ImageJob
 from bot.usage import UsageStore
 from tests.conftest import jpeg
 
 CHAT = ChatRef("slack", "T1/C1", "U1")
+JOB = ImageJob(CHAT, "F123", answer_to='{"channel": "C1"}', filename="photo.jpg", size=2048)
 
 
 async def test_a_new_database_is_migrated_in_wal_mode(tmp_path: Path) -> None:
@@ -43,16 +44,16 @@ async def test_a_failing_migration_leaves_the_version_unchanged(tmp_path: Path,
 
 async def test_quota_counts_only_successful_images_of_today(tmp_path: Path) -> None:
     async with UsageStore.open(tmp_path / "u.sqlite3") as store:
-        first = await store.start(CHAT, backend="local")
+        first = await store.start(JOB, backend="local")
         await store.begin(first)
         await store.claim(first, CHAT, limit=2)
         await store.finish(first, error_code="remover_down")  # failed: gives its image back
         for _ in range(2):
-            job = await store.start(CHAT, backend="local")
+            job = await store.start(JOB, backend="local")
             await store.begin(job)
             await store.claim(job, CHAT, limit=2)
             await store.finish(job)
-        late = await store.start(CHAT, backend="local")
+        late = await store.start(JOB, backend="local")
         await store.begin(late)
         with pytest.raises(QuotaExceeded) as caught:
             await store.claim(late, CHAT, limit=2)
@@ -60,7 +61,7 @@ async def test_quota_counts_only_successful_images_of_today(tmp_path: Path) -> N
         await store.claim(late, CHAT, limit=0)  # 0 = unlimited
         # Yesterday's images do not count today.
         await store._db.execute("UPDATE jobs SET created_at = created_at - 86400")
-        other = await store.start(CHAT, backend="local")
+        other = await store.start(JOB, backend="local")
         await store.begin(other)
         await store.claim(other, CHAT, limit=2)
 
@@ -69,7 +70,7 @@ async def test_chat_usage_reports_today_success_rate_and_median(tmp_path: Path) 
     image = images.load(jpeg(100, 50))
     async with UsageStore.open(tmp_path / "u.sqlite3") as store:
         for error in (None, None, "not_an_image"):
-            job = await store.start(CHAT, backend="picwish")
+            job = await store.start(JOB, backend="picwish")
             await store.begin(job)
             await store.finish(job, error_code=error, result=None if error else image)
         result = await store.chat_usage(CHAT)
@@ -80,18 +81,49 @@ async def test_chat_usage_reports_today_success_rate_and_median(tmp_path: Path) 
         assert (await store.totals()).all_time == 2
 
 
-async def test_restart_marks_cut_off_jobs_interrupted(tmp_path: Path) -> None:
+async def test_a_cut_off_job_is_read_back_as_the_record_it_was_started_with(tmp_path: Path) -> None:
     path = tmp_path / "u.sqlite3"
     async with UsageStore.open(path) as store:
-        queued = await store.start(CHAT, backend="local")
-        running = await store.start(CHAT, backend="local")
+        queued = await store.start(JOB, backend="local")
+        running = await store.start(ImageJob.link(CHAT, "https://example.com/a/cat.png?x=1", answer_to="{}"),
+                                    backend="picwish")
+        done = await store.start(JOB, backend="local")
+        assert None not in (queued, running, done)
         await store.begin(running)
+        await store.set_task(running, "task-1")
+        await store.finish(done)
+        await store.start(ImageJob(ChatRef("telegram", "1", "2"), "file-1"), backend="local")
     async with UsageStore.open(path) as store:
-        assert await store.recover() == []  # the local engine has nothing to resume
+        first, second = await store.unfinished("slack")
+
+    assert (first.job_id, first.job, first.task_id, first.delivered) == (queued, JOB, None, False)
+    assert (second.job.url, second.job.filename, second.task_id) == ("https://example.com/a/cat.png?x=1", "cat.png",
+                                                                     "task-1")
+
+
+async def test_a_request_is_recorded_once(tmp_path: Path) -> None:
+    asked = ImageJob(CHAT, "F1", request="1700000000.000100")
+    async with UsageStore.open(tmp_path / "u.sqlite3") as store:
+        assert await store.start(asked, backend="local") == 1
+        assert await store.start(asked, backend="local") is None  # Slack's retry of the same event
+        assert await store.start(ImageJob(CHAT, "F2", request="1700000000.000100"), backend="local") == 2
+        assert await store.start(ImageJob(CHAT, "F1"), backend="local") == 3  # typed again: a new request
+
+
+async def test_rows_cut_off_before_jobs_were_records_are_closed_by_the_migration(tmp_path: Path,
+                                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "u.sqlite3"
+    monkeypatch.setattr(usage, "MIGRATIONS", usage.MIGRATIONS[:2])
+    async with UsageStore.open(path):
+        pass
     with sqlite3.connect(path) as db:
-        states = db.execute("SELECT state, error_code FROM jobs ORDER BY id").fetchall()
-    assert states == [("interrupted", "interrupted")] * 2
-    assert (queued, running) == (1, 2)
+        db.execute("INSERT INTO jobs (platform, chat_id, user_id, backend, state, created_at)"
+                   " VALUES ('telegram', '1', '1', 'local', 'running', 0)")
+    monkeypatch.undo()
+    async with UsageStore.open(path) as store:
+        assert await store.unfinished("telegram") == []
+    with sqlite3.connect(path) as db:
+        assert db.execute("SELECT state FROM jobs").fetchall() == [("interrupted",)]
 
 
 async def test_results_are_cached_for_an_hour(tmp_path: Path) -> None:
@@ -106,7 +138,7 @@ async def test_results_are_cached_for_an_hour(tmp_path: Path) -> None:
 async def test_days_keeps_only_chats_active_recently(tmp_path: Path) -> None:
     async with UsageStore.open(tmp_path / "u.sqlite3") as store:
         for chat in (CHAT, ChatRef("slack", "T1/C2", "U1")):
-            job = await store.start(chat, backend="local")
+            job = await store.start(ImageJob(chat, "photo.jpg"), backend="local")
             await store.finish(job)
         await store._db.execute("UPDATE jobs SET created_at = created_at - 10 * 86400 WHERE chat_id = 'T1/C2'")
         assert [u.chat_id for u in await store.usage(days=7)] == ["T1/C1"]

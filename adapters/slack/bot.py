@@ -1,14 +1,18 @@
-"""SlackBot: one thin listener per way in, wired in ``build_app``; each acks, then starts the job in a task."""
+"""SlackBot: one thin listener per way in, wired in ``build_app``; each acks, then starts the job in a task.
+
+SlackBot is also the core's ``Platform`` for Slack: it fetches a record's file by id and answers in the place the
+record names, so a job recorded before a restart is answered like any other."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import html
 import logging
 import re
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from typing import Any
 
 import httpx
@@ -17,18 +21,17 @@ from slack_bolt.async_app import AsyncApp, AsyncBoltContext
 from slack_bolt.context.respond.async_respond import AsyncRespond
 from slack_sdk.web.async_client import AsyncWebClient
 
-from adapters.slack.files import SlackFiles
-from adapters.slack.replies import STATUS_INTERVAL, Place, SlackReplies, quietly
+from adapters.slack.files import SlackFiles, name_of
+from adapters.slack.replies import STATUS_INTERVAL, Answer, Place, SlackReplies, quietly
 from bot import messages
 from bot.config import Settings
 from bot.core import Service
-from bot.jobs import ChatRef
+from bot.jobs import ChatRef, ImageJob
 
 logger = logging.getLogger(__name__)
 
 COMMAND = "/unmark"
 SHORTCUT_ID = "remove_watermark"
-SHUTDOWN_GRACE = 10.0  # seconds running jobs get to finish at shutdown; the rest are recorded interrupted
 EVENT_MEMORY = 600.0  # Slack redelivers after 0 s, 1 min and 5 min: remember event ids a little longer
 MAX_REMEMBERED_EVENTS = 10_000
 WORKING_REACTION, DONE_REACTION = "hourglass_flowing_sand", "white_check_mark"
@@ -43,12 +46,15 @@ Ack = Callable[..., Awaitable[Any]]
 class SlackBot:
     """The Slack side of unmark: listeners (bound methods) that turn requests into jobs, and the jobs' tasks."""
 
+    name = "slack"
+
     def __init__(self, service: Service, settings: Settings, *, client: AsyncWebClient, http: httpx.AsyncClient,
                  status_interval: float = STATUS_INTERVAL) -> None:
         self.service, self.settings, self.client = service, settings, client
         self._files = SlackFiles(client, http)
         self._status_interval = status_interval
         self._tasks: set[asyncio.Task[None]] = set()
+        self._responders: dict[ImageJob, AsyncRespond] = {}  # a slash command's response_url, while we have it
         self._seen = _RecentIds(EVENT_MEMORY, MAX_REMEMBERED_EVENTS)
         self.app = build_app(self)
 
@@ -71,9 +77,10 @@ class SlackBot:
         place = Place(event["channel"], event.get("thread_ts"), event["ts"])
         chat = self._chat(context, event["channel"], event.get("user", ""))
         if files := event.get("files"):
-            self._start(self._clean_files(chat, place, files))
+            self._start(self._clean_files(chat, place, files, request=event["ts"]))
         else:
-            self._start(self._answer_words(chat, place, event.get("text", ""), otherwise=help_text()))
+            self._start(self._answer_words(chat, place, event.get("text", ""), otherwise=help_text(),
+                                           request=event["ts"]))
 
     async def clean_mentioned_images(self, event: dict[str, Any], context: AsyncBoltContext) -> None:
         """A channel message that mentions the bot: clean its images, answering in a thread under it."""
@@ -82,9 +89,10 @@ class SlackBot:
         place = Place(event["channel"], event.get("thread_ts") or event["ts"], event["ts"])
         chat = self._chat(context, event["channel"], event.get("user", ""))
         if files := event.get("files"):
-            self._start(self._clean_files(chat, place, files))
+            self._start(self._clean_files(chat, place, files, request=event["ts"]))
         else:
-            self._start(self._answer_words(chat, place, event.get("text", ""), otherwise=messages.SLACK_NO_IMAGE))
+            self._start(self._answer_words(chat, place, event.get("text", ""), otherwise=messages.SLACK_NO_IMAGE,
+                                           request=event["ts"]))
 
     async def clean_shortcut_message(self, ack: Ack, shortcut: dict[str, Any], respond: AsyncRespond,
                                      context: AsyncBoltContext) -> None:
@@ -123,24 +131,32 @@ class SlackBot:
 
     # --- the work, in tasks ------------------------------------------------------------------------------------
 
-    async def _clean_files(self, chat: ChatRef, place: Place, files: list[dict[str, Any]]) -> None:
+    async def _clean_files(self, chat: ChatRef, place: Place, files: list[dict[str, Any]], *,
+                           request: str | None = None) -> None:
         """One job per file of one message, with an hourglass on the message until all are answered."""
+        several = len(files) > 1
         await self._react("add", place, WORKING_REACTION)
-        jobs = [await self._files.job(chat, file) for file in files]
-        several = len(jobs) > 1
-        outcomes = await asyncio.gather(*(
-            self.service.handle(job, self._replies(place, label=job.filename if several else None)) for job in jobs))
+        jobs = [await self._files.job(chat, file, request=request,
+                                      answer_to=Answer(place, label=name_of(file) if several else None).encode())
+                for file in files]
+        outcomes = await asyncio.gather(*(self.service.handle(job) for job in jobs))
         await self._react("remove", place, WORKING_REACTION)
         if all(outcome.ok for outcome in outcomes):
             await self._react("add", place, DONE_REACTION)
 
-    async def _clean_link(self, chat: ChatRef, place: Place, url: str, *, respond: AsyncRespond | None = None) -> None:
-        await self.service.handle(self.service.link_job(chat, url), self._replies(place, respond=respond))
+    async def _clean_link(self, chat: ChatRef, place: Place, url: str, *, respond: AsyncRespond | None = None,
+                          request: str | None = None) -> None:
+        private_to = chat.user_id if respond is not None else None
+        job = ImageJob.link(chat, url, answer_to=Answer(place, private_to=private_to).encode(), request=request)
+        if respond is not None:
+            self._responders[job] = respond
+        await self.service.handle(job)
 
-    async def _answer_words(self, chat: ChatRef, place: Place, text: str, *, otherwise: str) -> None:
+    async def _answer_words(self, chat: ChatRef, place: Place, text: str, *, otherwise: str,
+                            request: str | None = None) -> None:
         kind, url = intent(text)
         if kind == "link" and url:
-            await self._clean_link(chat, place, url)
+            await self._clean_link(chat, place, url, request=request)
             return
         reply = otherwise if kind == "unknown" else await self._words(kind, chat)
         await self.client.chat_postMessage(channel=place.channel, thread_ts=place.thread_ts, text=reply)
@@ -179,8 +195,27 @@ class SlackBot:
         call = self.client.reactions_add if action == "add" else self.client.reactions_remove
         await quietly(call(channel=place.channel, timestamp=place.message_ts, name=name))
 
-    def _replies(self, place: Place, *, label: str | None = None, respond: AsyncRespond | None = None) -> SlackReplies:
-        return SlackReplies(self.client, place, label=label, respond=respond, interval=self._status_interval)
+    # --- the core's Platform ----------------------------------------------------------------------------------
+
+    async def fetch(self, job: ImageJob) -> bytes:
+        """The shared file's bytes, by id, with the bot token."""
+        return await self._files.fetch(job.source)
+
+    @contextlib.asynccontextmanager
+    async def replies(self, job: ImageJob) -> AsyncIterator[SlackReplies]:
+        """Answers in the place the job names (ephemeral for a slash command's status and errors)."""
+        answer = Answer.decode(job.answer_to)
+        replies = SlackReplies(self.client, answer.place, label=answer.label, private_to=answer.private_to,
+                               respond=self._responders.pop(job, None), interval=self._status_interval)
+        try:
+            yield replies
+        finally:
+            await replies.close()
+
+    async def resume(self) -> None:
+        """Attach to the core and start the jobs the last stop left unfinished, before any new event."""
+        for work in await self.service.attach(self):
+            self._start(work)
 
     @staticmethod
     def _chat(context: AsyncBoltContext, channel: str, user: str) -> ChatRef:
@@ -201,13 +236,17 @@ class SlackBot:
             while self._tasks:
                 await asyncio.wait(set(self._tasks))
 
-    async def aclose(self, *, grace: float = SHUTDOWN_GRACE) -> None:
-        """Give running jobs ``grace`` seconds, then cancel the rest (the core records them interrupted)."""
+    async def aclose(self, grace: float) -> None:
+        """Start no more jobs; give running ones ``grace`` seconds, then cancel the rest.
+
+        What is cancelled, or had not begun, stays recorded as queued and is finished at the next start.
+        """
+        self.service.detach(self)
         try:
             await self.join(grace)
         except TimeoutError:
             pending = set(self._tasks)
-            logger.warning("cancelling %d Slack job(s) still running at shutdown", len(pending))
+            logger.warning("%d Slack job(s) still running at shutdown are left for the next start", len(pending))
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)

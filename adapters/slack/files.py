@@ -1,8 +1,8 @@
-"""Shared Slack files → ImageJobs: refused by type without a download, fetched with the bot token otherwise."""
+"""Shared Slack files → job records (by file id); fetched with the bot token, refused by type without a download."""
 
 from __future__ import annotations
 
-import functools
+import contextlib
 import logging
 from typing import Any
 
@@ -11,7 +11,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot import images
-from bot.errors import FileTooLarge, FileUnavailable, NotAnImage, UnmarkError
+from bot.errors import FileTooLarge, FileUnavailable, NotAnImage
 from bot.jobs import ChatRef, ImageJob
 
 logger = logging.getLogger(__name__)
@@ -21,27 +21,37 @@ IMAGE_FILETYPES = frozenset({"jpg", "jpeg", "png", "bmp", "gif", "webp", "tiff",
 
 
 class SlackFiles:
-    """Makes jobs of files shared in Slack; their bytes come from ``url_private`` with the bot's token."""
+    """Makes job records of files shared in Slack, and fetches them again by id with the bot's token."""
 
     def __init__(self, client: AsyncWebClient, http: httpx.AsyncClient) -> None:
         self._client, self._http = client, http
+        self._shared: dict[str, dict[str, Any]] = {}  # file id → what the event said of it, until fetched
 
-    async def job(self, chat: ChatRef, file: dict[str, Any]) -> ImageJob:
-        """A job for one file of a message; the core checks its announced size before any download.
+    async def job(self, chat: ChatRef, file: dict[str, Any], *, answer_to: str, request: str | None) -> ImageJob:
+        """A record for one file of a message; its details wait here so the live job needs no second look.
 
-        A file shared by id only (Slack Connect, some shares) is looked up with files.info first; a file
-        that is not an image by Slack's account is refused without downloading it.
+        A file shared by id only (Slack Connect, some shares) is looked up with files.info for its name and
+        size; if that fails, the record keeps the id and the fetch says what went wrong.
         """
-        if "url_private" not in file or file.get("file_access") == "check_file_info":
-            try:
+        if _by_id_only(file):
+            with contextlib.suppress(FileUnavailable):
                 file = await self._info(file["id"])
-            except FileUnavailable as error:
-                return ImageJob(chat=chat, fetch=functools.partial(_refuse, error), filename=_name(file))
+        self._shared[file["id"]] = file
+        return ImageJob(chat=chat, source=file["id"], answer_to=answer_to, filename=name_of(file),
+                        size=file.get("size"), request=request)
+
+    async def fetch(self, file_id: str) -> bytes:
+        """The file's bytes; the core checks its announced size before this runs.
+
+        A file the event did not describe (a restart since, Slack Connect, some shares) is looked up with
+        files.info first; a file that is not an image by Slack's account is refused without downloading it.
+        """
+        file = self._shared.pop(file_id, None) or {"id": file_id}
+        if _by_id_only(file):
+            file = await self._info(file_id)
         if not is_image(file):
-            refusal = NotAnImage(_detected(file))
-            return ImageJob(chat=chat, fetch=functools.partial(_refuse, refusal), filename=_name(file))
-        return ImageJob(chat=chat, fetch=functools.partial(self.download, file), filename=_name(file),
-                        size=file.get("size"))
+            raise NotAnImage(_detected(file))
+        return await self.download(file)
 
     async def download(self, file: dict[str, Any]) -> bytes:
         """Fetch a shared file with the bot token; Slack's sign-in page is a refusal, never an image."""
@@ -82,13 +92,14 @@ def is_image(file: dict[str, Any]) -> bool:
             or str(file.get("filetype", "")).lower() in IMAGE_FILETYPES)
 
 
-def _name(file: dict[str, Any]) -> str:
+def _by_id_only(file: dict[str, Any]) -> bool:
+    return "url_private" not in file or file.get("file_access") == "check_file_info"
+
+
+def name_of(file: dict[str, Any]) -> str:
+    """The name a shared file goes by."""
     return file.get("name") or file.get("title") or "image"
 
 
 def _detected(file: dict[str, Any]) -> str | None:
     return "pdf" if str(file.get("filetype", "")).lower() == "pdf" else None
-
-
-async def _refuse(error: UnmarkError) -> bytes:
-    raise error

@@ -39,7 +39,8 @@ REFUSED_TOKEN_ERRORS = frozenset({"invalid_auth", "not_authed", "account_inactiv
 @contextlib.asynccontextmanager
 async def open_slack(service: Service, settings: Settings, *,
                      status_interval: float = STATUS_INTERVAL) -> AsyncIterator[SlackBot]:
-    """Check the bot token, open the Web API client and the downloader; on the way out, let jobs finish."""
+    """Check the bot token, open the Web API client and the downloader, take up the jobs the last stop left;
+    on the way out, let running jobs finish (UNMARK_SHUTDOWN_GRACE) and leave the rest for the next start."""
     if settings.slack_bot_token is None:
         raise SettingsError("SLACK_BOT_TOKEN: not set")
     async with (aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=API_TIMEOUT)) as session,
@@ -51,9 +52,10 @@ async def open_slack(service: Service, settings: Settings, *,
         await _check_token("SLACK_BOT_TOKEN", client.auth_test)
         bot = SlackBot(service, settings, client=client, http=http, status_interval=status_interval)
         try:
+            await bot.resume()  # before the first event, so each conversation's old jobs go first
             yield bot
         finally:
-            await bot.aclose()
+            await bot.aclose(settings.shutdown_grace)
 
 
 async def run(service: Service, settings: Settings) -> None:

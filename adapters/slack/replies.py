@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
 from collections.abc import Awaitable
@@ -29,16 +30,40 @@ class Place:
     message_ts: str | None = None  # the message that asked, for reactions
 
 
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """How a job answers, as its record keeps it (``answer_to``): the place, and what a restart must not forget."""
+
+    place: Place
+    label: str | None = None  # one of several images of a message: each of its answers says which
+    private_to: str | None = None  # a slash command's asker: its status and errors are for them alone
+
+    def encode(self) -> str:
+        """The record's ``answer_to``."""
+        return json.dumps({"channel": self.place.channel, "thread_ts": self.place.thread_ts,
+                           "message_ts": self.place.message_ts, "label": self.label, "private_to": self.private_to})
+
+    @classmethod
+    def decode(cls, text: str) -> Answer:
+        """What a record's ``answer_to`` says."""
+        fields = json.loads(text)
+        return cls(Place(fields["channel"], fields.get("thread_ts"), fields.get("message_ts")),
+                   label=fields.get("label"), private_to=fields.get("private_to"))
+
+
 class SlackReplies:
     """Replies for one job: a status message edited at most once per interval, the result uploaded in the thread.
 
-    With ``respond`` (a slash command's response_url) the status and errors are ephemeral instead, seen only
-    by the person who asked; the cleaned image is still uploaded into the conversation.
+    With ``private_to`` (a slash command's asker) the status and errors are ephemeral instead, seen only by the
+    person who asked: through ``respond`` (the command's response_url) while we have it, and after a restart,
+    which forgets it, through chat.postEphemeral. The cleaned image is still uploaded into the conversation.
     """
 
     def __init__(self, client: AsyncWebClient, place: Place, *, label: str | None = None,
-                 respond: AsyncRespond | None = None, interval: float = STATUS_INTERVAL) -> None:
+                 private_to: str | None = None, respond: AsyncRespond | None = None,
+                 interval: float = STATUS_INTERVAL) -> None:
         self._client, self._place, self._label, self._respond = client, place, label, respond
+        self._private_to = private_to
         self._interval = interval
         self._ts: str | None = None  # the status message, once posted
         self._shown, self._wanted, self._shown_at = "", "", 0.0
@@ -47,10 +72,10 @@ class SlackReplies:
     async def progress(self, text: str) -> None:
         """Post the status line once, then edit it at most once per interval; the latest text wins."""
         text = self._labelled(text)
-        if self._respond is not None:
+        if self._private_to is not None:
             if not self._shown:  # a response_url takes five answers: say "working" once, not every percent
                 self._shown = text
-                await quietly(self._respond(text=text, response_type="ephemeral"))
+                await quietly(self._ephemeral(text))
             return
         self._wanted = text
         if self._ts is None:
@@ -74,14 +99,25 @@ class SlackReplies:
     async def say(self, text: str) -> None:
         """Turn the status message into this sentence (or post it); ephemeral for slash commands."""
         text = self._labelled(text)
-        if self._respond is not None:
-            await self._respond(text=text, response_type="ephemeral")
+        if self._private_to is not None:
+            await self._ephemeral(text)
             return
         await self._stop_editing()
         if self._ts is not None and await quietly(
                 self._client.chat_update(channel=self._place.channel, ts=self._ts, text=text)) is not None:
             return
         await self._client.chat_postMessage(channel=self._place.channel, thread_ts=self._place.thread_ts, text=text)
+
+    async def close(self) -> None:
+        """The job is over: no edit may still be on its way."""
+        await self._stop_editing()
+
+    async def _ephemeral(self, text: str) -> Any:
+        if self._respond is not None:
+            return await self._respond(text=text, response_type="ephemeral")
+        assert self._private_to is not None
+        return await self._client.chat_postEphemeral(channel=self._place.channel, user=self._private_to,
+                                                     thread_ts=self._place.thread_ts, text=text)
 
     async def _edit_soon(self) -> None:
         await asyncio.sleep(max(0.0, self._shown_at + self._interval - time.monotonic()))

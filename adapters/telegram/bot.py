@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 import asyncio
-import functools
+import contextlib
 import logging
+from collections.abc import AsyncIterator, Coroutine
+from typing import Any
 
 from telegram import Bot, Document, Message, MessageEntity, PhotoSize, Update
 from telegram.constants import ChatType, FileSizeLimit
 from telegram.error import BadRequest, TelegramError
 from telegram.ext import Application, CommandHandler, ContextTypes, MessageHandler, filters
 
-from adapters.telegram.replies import UPLOAD_LIMIT, StatusLine, TelegramReplies, quietly
+from adapters.telegram.replies import UPLOAD_LIMIT, Place, StatusLine, TelegramReplies, quietly
 from bot import images, messages
 from bot.config import Settings, SettingsError
 from bot.core import Service
-from bot.errors import FileTooLarge
+from bot.errors import FileTooLarge, FileUnavailable
 from bot.jobs import ChatRef, ImageJob
 
 logger = logging.getLogger(__name__)
@@ -23,7 +25,6 @@ logger = logging.getLogger(__name__)
 DOWNLOAD_LIMIT = int(FileSizeLimit.FILESIZE_DOWNLOAD)  # 20 MB: the most getFile serves through the cloud Bot API
 ALBUM_WAIT = 1.0  # an album is one update per item with no end marker: wait this long after the latest item
 ALBUM_MAX = 10  # Telegram's largest album: a full one needs no more waiting
-SHUTDOWN_GRACE = 20.0  # seconds running jobs get to finish at shutdown; the rest are recorded interrupted
 CLEAN = "clean"
 PHOTO_NAME = "photo.jpg"  # photos arrive without a name
 DOCUMENT_NAME = "image"
@@ -32,16 +33,22 @@ Context = ContextTypes.DEFAULT_TYPE
 
 
 class TelegramBot:
-    """The handlers, bound to the service; each turns what a person sent into ImageJobs and hands them over."""
+    """The handlers, bound to the service; each turns what a person sent into job records and hands them over.
+
+    It is also the core's ``Platform`` for Telegram: it fetches a record's file and answers in the message the
+    record names, so a job recorded before a restart is answered like any other.
+    """
+
+    name = "telegram"
 
     def __init__(self, service: Service, settings: Settings, *, upload_limit: int = UPLOAD_LIMIT,
                  album_wait: float = ALBUM_WAIT) -> None:
         self.service, self.settings = service, settings
         self.upload_limit, self.album_wait = upload_limit, album_wait
+        self.bot: Bot | None = None  # the Application's, set by build_application
         self._lines: dict[int, StatusLine] = {}
         self._albums: dict[tuple[int, str], _Album] = {}
-        self._jobs: set[asyncio.Task[None]] = set()
-        self._closing = False
+        self._jobs: set[asyncio.Task[Any]] = set()
 
     # --- handlers, one per intent -------------------------------------------------------------------------
 
@@ -101,50 +108,51 @@ class TelegramBot:
     # --- the work -----------------------------------------------------------------------------------------
 
     async def _clean(self, targets: list[Message], *, asker: Message | None = None) -> None:
-        """Start one job per image or link in ``targets`` on the chat's status line, and wait for them all."""
+        """Start one job per image or link in ``targets``, and wait for them all.
+
+        Each is recorded before anything is fetched; one that arrives as we stop is recorded and left for the
+        next start (the core sees to both).
+        """
         chat = _chat(asker or targets[0])
-        work = [(target, job) for target in targets for job in self._jobs_for(target, chat)]
-        if not work:
-            return
-        if self._closing:  # the update arrived as we stop: better a clear word than silence
-            await asyncio.gather(*(quietly(t.reply_text(messages.TELEGRAM_INTERRUPTED)) for t, _ in work))
-            return
-        line = self._line(targets[0])
-        replies = [TelegramReplies(target, line, upload_limit=self.upload_limit) for target, _ in work]
-        tasks = [self._start(job, reply) for (_, job), reply in zip(work, replies, strict=True)]
-        await asyncio.gather(*tasks, return_exceptions=True)
+        jobs = [job for target in targets
+                for job in _jobs_for(target, chat, request=(asker or target).message_id)]
+        await asyncio.gather(*(self._start(self.service.handle(job)) for job in jobs), return_exceptions=True)
 
-    def _jobs_for(self, message: Message, chat: ChatRef) -> list[ImageJob]:
-        """The photo's largest size, the file, or else each link typed in the message."""
-        attachment: PhotoSize | Document
-        if message.photo:
-            attachment, name = message.photo[-1], PHOTO_NAME
-        elif message.document:
-            attachment, name = message.document, message.document.file_name or DOCUMENT_NAME
-        else:
-            return [self.service.link_job(chat, url) for url in _links(message)[:ALBUM_MAX]]
-        fetch = functools.partial(_download, message.get_bot(), attachment.file_id, attachment.file_size)
-        return [ImageJob(chat=chat, fetch=fetch, filename=name, size=attachment.file_size)]
-
-    def _start(self, job: ImageJob, replies: TelegramReplies) -> asyncio.Task[None]:
-        task = asyncio.create_task(self._run(job, replies))
+    def _start(self, work: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        """Run a job as a task the graceful stop can wait for."""
+        task = asyncio.create_task(work)
         self._jobs.add(task)
         task.add_done_callback(self._jobs.discard)
         return task
 
-    async def _run(self, job: ImageJob, replies: TelegramReplies) -> None:
+    async def resume(self) -> None:
+        """Attach to the core and start the jobs the last stop left unfinished, before any new update."""
+        for work in await self.service.attach(self):
+            self._start(work)
+
+    # --- the core's Platform ---------------------------------------------------------------------------------
+
+    async def fetch(self, job: ImageJob) -> bytes:
+        """The file's bytes through the Bot API; its URL (which holds the token) stays inside PTB."""
+        assert self.bot is not None
+        return await _download(self.bot, job.source, job.size)
+
+    @contextlib.asynccontextmanager
+    async def replies(self, job: ImageJob) -> AsyncIterator[TelegramReplies]:
+        """Answers to the message the job names, its status on the chat's one status line."""
+        assert self.bot is not None
+        place = Place.decode(job.chat.chat_id, job.answer_to)
+        replies = TelegramReplies(self.bot, place, self._line(place), upload_limit=self.upload_limit)
         try:
-            await self.service.handle(job, replies)
-        except asyncio.CancelledError:  # shutdown outran the grace period; the core recorded it interrupted
-            await quietly(replies.say(messages.TELEGRAM_INTERRUPTED))
-            raise
+            yield replies
         finally:
             await quietly(replies.close())
 
-    def _line(self, message: Message) -> StatusLine:
-        line = self._lines.get(message.chat_id)
+    def _line(self, place: Place) -> StatusLine:
+        line = self._lines.get(place.chat_id)
         if line is None:
-            line = self._lines[message.chat_id] = StatusLine(message, on_empty=self._forget)
+            assert self.bot is not None
+            line = self._lines[place.chat_id] = StatusLine(self.bot, place, on_empty=self._forget)
         return line
 
     def _forget(self, line: StatusLine) -> None:
@@ -164,14 +172,17 @@ class TelegramBot:
             del self._albums[key]
         return sorted(album.items, key=lambda item: item.message_id)
 
-    async def aclose(self, grace: float = SHUTDOWN_GRACE) -> None:
-        """Take no new jobs; give running ones ``grace`` seconds, then cancel the rest (the core records them)."""
-        self._closing = True
+    async def aclose(self, grace: float) -> None:
+        """Start no more jobs; give running ones ``grace`` seconds, then cancel the rest.
+
+        What is cancelled, or had not begun, stays recorded as queued and is finished at the next start.
+        """
+        self.service.detach(self)
         if not self._jobs:
             return
         _, late = await asyncio.wait(set(self._jobs), timeout=grace)
         if late:
-            logger.warning("cancelling %d Telegram job(s) still running at shutdown", len(late))
+            logger.warning("%d Telegram job(s) still running at shutdown are left for the next start", len(late))
             for task in late:
                 task.cancel()
             await asyncio.wait(late)
@@ -240,6 +251,7 @@ def build_application(service: Service, settings: Settings, *, webhook: bool = F
     ])
     application.add_error_handler(bot.log_error)
     application.bot_data[BOT_KEY] = bot
+    bot.bot = application.bot
     return application
 
 
@@ -248,6 +260,23 @@ def bot_of(application: Application) -> TelegramBot:
     bot = application.bot_data[BOT_KEY]
     assert isinstance(bot, TelegramBot)
     return bot
+
+
+def _jobs_for(message: Message, chat: ChatRef, *, request: int) -> list[ImageJob]:
+    """The photo's largest size, the file, or else each link typed in the message; each answers ``message``.
+
+    ``request`` is the message that asked (``message`` itself, or a /clean replying to it).
+    """
+    answer_to, asked = Place.of(message).encode(), str(request)
+    attachment: PhotoSize | Document
+    if message.photo:
+        attachment, name = message.photo[-1], PHOTO_NAME
+    elif message.document:
+        attachment, name = message.document, message.document.file_name or DOCUMENT_NAME
+    else:
+        return [ImageJob.link(chat, url, answer_to=answer_to, request=asked) for url in _links(message)[:ALBUM_MAX]]
+    return [ImageJob(chat=chat, source=attachment.file_id, answer_to=answer_to, filename=name,
+                     size=attachment.file_size, request=asked)]
 
 
 async def _download(bot: Bot, file_id: str, size: int | None) -> bytes:
@@ -259,7 +288,8 @@ async def _download(bot: Bot, file_id: str, size: int | None) -> bytes:
     except BadRequest as exc:
         if "too big" in exc.message.lower():  # the size was not announced, or not honestly
             raise FileTooLarge(size, DOWNLOAD_LIMIT) from None
-        raise RuntimeError(f"Telegram refused the download: {exc.message}") from None
+        # "wrong file_id or the file is temporarily unavailable": gone, or no longer ours to fetch
+        raise FileUnavailable(f"Telegram refused the download: {exc.message}") from None
     except TelegramError as exc:
         raise RuntimeError(f"downloading from Telegram failed: {exc.message}") from None
 

@@ -18,7 +18,7 @@ from telegram import Bot, BotCommand, BotCommandScopeChat, Update
 from telegram.error import BadRequest, InvalidToken, NetworkError, TelegramError, TimedOut
 from telegram.ext import AIORateLimiter, Application
 
-from adapters.telegram.bot import SHUTDOWN_GRACE, bot_of, build_application
+from adapters.telegram.bot import bot_of, build_application
 from bot import messages
 from bot.config import Settings, SettingsError
 from bot.core import Service
@@ -65,11 +65,10 @@ def pacer() -> AIORateLimiter:
     return _Pacer(max_retries=FLOOD_RETRIES)
 
 
-async def run(service: Service, settings: Settings, *, application: Application | None = None,
-              grace: float = SHUTDOWN_GRACE) -> None:
+async def run(service: Service, settings: Settings, *, application: Application | None = None) -> None:
     """Long polling (``unmark run``): fetch updates until cancelled, then let running jobs finish."""
     application = application or build_application(service, settings)
-    async with _running(application, settings, grace=grace):
+    async with _running(application, settings):
         assert application.updater is not None
         await application.updater.start_polling(allowed_updates=ALLOWED_UPDATES, timeout=POLL_TIMEOUT)
         logger.info("Telegram: polling as @%s", application.bot.username)
@@ -80,12 +79,11 @@ async def run(service: Service, settings: Settings, *, application: Application 
 
 
 @contextlib.asynccontextmanager
-async def open_webhook(service: Service, settings: Settings, *,
-                       grace: float = SHUTDOWN_GRACE) -> AsyncIterator[Sequence[BaseRoute]]:
+async def open_webhook(service: Service, settings: Settings) -> AsyncIterator[Sequence[BaseRoute]]:
     """Webhook mode, for the web process: register the webhook and yield its route; on exit let jobs finish."""
     url, path, secret = webhook_settings(settings)
     application = build_application(service, settings, webhook=True)
-    async with _running(application, settings, grace=grace):
+    async with _running(application, settings):
         try:
             await application.bot.set_webhook(url, secret_token=secret, allowed_updates=ALLOWED_UPDATES)
         except BadRequest as exc:  # e.g. "HTTPS url must be provided for webhook"
@@ -127,9 +125,10 @@ def webhook_settings(settings: Settings) -> tuple[str, str, str]:
 
 
 @contextlib.asynccontextmanager
-async def _running(application: Application, settings: Settings, *, grace: float) -> AsyncIterator[None]:
-    """Initialise (getMe checks the token), show the commands and process updates; on the way out, after
-    the caller has stopped the updates coming in, give running jobs ``grace`` seconds, then shut down."""
+async def _running(application: Application, settings: Settings) -> AsyncIterator[None]:
+    """Initialise (getMe checks the token), show the commands, take up the jobs the last stop left, and process
+    updates; on the way out, after the caller has stopped the updates coming in, give running jobs
+    UNMARK_SHUTDOWN_GRACE seconds, then shut down (what is left is finished at the next start)."""
     try:
         await application.initialize()
     except (InvalidToken, NetworkError) as exc:
@@ -137,11 +136,12 @@ async def _running(application: Application, settings: Settings, *, grace: float
         raise _start_up_error(exc) from None
     try:
         await _show_commands(application.bot, settings)
+        await bot_of(application).resume()  # before the first update, so each chat's old jobs go first
         await application.start()
         try:
             yield
         finally:
-            await bot_of(application).aclose(grace)
+            await bot_of(application).aclose(settings.shutdown_grace)
             await application.stop()
     finally:
         await application.shutdown()

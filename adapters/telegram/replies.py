@@ -1,5 +1,5 @@
 """TelegramReplies: one job's answers. Its status goes on the chat's one status message; results and failures
-answer the person's own message."""
+answer the person's own message, named by a ``Place`` (chat, message, topic) that a restart can rebuild."""
 
 from __future__ import annotations
 
@@ -8,10 +8,11 @@ import contextlib
 import io
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import PurePath
 
 import PIL.Image
-from telegram import Message
+from telegram import Bot, Message, ReplyParameters
 from telegram.constants import ChatAction, FileSizeLimit
 from telegram.error import BadRequest, TelegramError
 
@@ -27,6 +28,39 @@ UPLOAD_TIMEOUT = 120.0  # seconds to write one result
 JPEG_QUALITIES = (95, 90, 85, 75)  # tried in turn when a result must shrink to fit the upload limit
 
 
+@dataclass(frozen=True, slots=True)
+class Place:
+    """The message a job answers: its chat, its id, and its forum topic if it is in one."""
+
+    chat_id: int
+    message_id: int
+    thread_id: int | None = None
+
+    @classmethod
+    def of(cls, message: Message) -> Place:
+        """Where a reply to ``message`` goes."""
+        return cls(message.chat_id, message.message_id, message.message_thread_id if message.is_topic_message else None)
+
+    def encode(self) -> str:
+        """The job record's ``answer_to``: the message id, and the topic after a slash."""
+        return str(self.message_id) if self.thread_id is None else f"{self.message_id}/{self.thread_id}"
+
+    @classmethod
+    def decode(cls, chat_id: str, answer_to: str) -> Place:
+        """The place a record names."""
+        message_id, _, thread_id = answer_to.partition("/")
+        return cls(int(chat_id), int(message_id), int(thread_id) if thread_id else None)
+
+    async def reply_text(self, bot: Bot, text: str) -> Message:
+        """Answer the message with text (still sent, unquoted, if the message was deleted meanwhile)."""
+        return await bot.send_message(self.chat_id, text, reply_parameters=self.quoting(),
+                                      message_thread_id=self.thread_id)
+
+    def quoting(self) -> ReplyParameters:
+        """Quote the message, or send anyway if it is gone."""
+        return ReplyParameters(self.message_id, allow_sending_without_reply=True)
+
+
 class StatusLine:
     """One chat's status message, shared by every job in flight there (one for an album, one for a burst).
 
@@ -36,9 +70,9 @@ class StatusLine:
     others are counted ("Image 3 of 5: …"). While the line lives the chat shows "sending a file…".
     """
 
-    def __init__(self, anchor: Message, *, on_empty: Callable[[StatusLine], None]) -> None:
+    def __init__(self, bot: Bot, anchor: Place, *, on_empty: Callable[[StatusLine], None]) -> None:
         self.chat_id = anchor.chat_id
-        self._anchor, self._on_empty = anchor, on_empty
+        self._bot, self._anchor, self._on_empty = bot, anchor, on_empty
         self._members: list[TelegramReplies] = []
         self._total = self._done = 0
         self._head_text: str | None = None
@@ -91,7 +125,7 @@ class StatusLine:
                 return
             text = self._wanted
             try:
-                self._message = await self._anchor.reply_text(text, do_quote=True)
+                self._message = await self._anchor.reply_text(self._bot, text)
                 self._shown = text
             except TelegramError as exc:
                 logger.info("could not send a status message: %s", exc.message)
@@ -141,11 +175,10 @@ class StatusLine:
                 self._message = None
 
     async def _keep_uploading(self) -> None:
-        thread = self._anchor.message_thread_id if self._anchor.is_topic_message else None
         while True:
             try:
-                await self._anchor.get_bot().send_chat_action(
-                    self.chat_id, ChatAction.UPLOAD_DOCUMENT, message_thread_id=thread)
+                await self._bot.send_chat_action(
+                    self.chat_id, ChatAction.UPLOAD_DOCUMENT, message_thread_id=self._anchor.thread_id)
             except Exception as exc:  # cosmetic: never worth failing or logging loudly over
                 logger.debug("chat action failed: %s", exc)
             await asyncio.sleep(CHAT_ACTION_EVERY)
@@ -154,8 +187,8 @@ class StatusLine:
 class TelegramReplies:
     """The Replies of one job: progress on the chat's status line; the result and any failure answer its message."""
 
-    def __init__(self, message: Message, line: StatusLine, *, upload_limit: int = UPLOAD_LIMIT) -> None:
-        self.message, self.line, self.upload_limit = message, line, upload_limit
+    def __init__(self, bot: Bot, place: Place, line: StatusLine, *, upload_limit: int = UPLOAD_LIMIT) -> None:
+        self.bot, self.place, self.line, self.upload_limit = bot, place, line, upload_limit
         line.join(self)
 
     async def progress(self, text: str) -> None:
@@ -167,15 +200,16 @@ class TelegramReplies:
         if len(data) > self.upload_limit:
             data, filename = await asyncio.to_thread(shrink, data, filename, self.upload_limit)
             caption = f"{caption} {messages.TELEGRAM_REENCODED}"
-        await self.message.reply_document(
-            data, filename=filename, caption=caption, do_quote=True,
+        await self.bot.send_document(
+            self.place.chat_id, data, filename=filename, caption=caption, reply_parameters=self.place.quoting(),
+            message_thread_id=self.place.thread_id,
             disable_content_type_detection=True,  # or Telegram may turn an image document back into a photo
             write_timeout=UPLOAD_TIMEOUT,
         )
 
     async def say(self, text: str) -> None:
         """Answer the image's message with one sentence."""
-        await self.message.reply_text(text, do_quote=True)
+        await self.place.reply_text(self.bot, text)
 
     async def close(self) -> None:
         """The job is over: leave the status line."""
