@@ -20,6 +20,10 @@ People act on the control side; each call returns the message as Telegram would 
 Misbehaviour, scripted:
 
 - ``fake.fail("sendDocument", 429, retry_after=1, times=2)``, ``fake.fail("getFile", 502)``.
+- ``fake.hang("sendDocument", 30.0)``: hold the next such request (``"file"`` for a file download) that long
+  before handling it; a client that hangs up meanwhile (killed) leaves nothing behind, as a request Telegram
+  never finished reading would.
+- ``fake.forget(file_id)``: the file can no longer be fetched (getFile answers 400, as for an expired id).
 - ``fake.flood_limit(per_chat=5, seconds=1.0, retry_after=1)``: message-sending calls past the limit in one
   chat get a 429 with ``retry_after``, like Telegram's flood control.
 - Always, like Telegram: getFile of a file over 20 MB is a 400 "file is too big"; a document over 50 MB (a
@@ -177,6 +181,7 @@ class FakeBotAPI:
         self._polls = 0
         self._closed = False
         self._rules: list[_Rule] = []
+        self._hangs: dict[str, float] = {}  # method (lowercase, or "file") → seconds, for the next such request
         self._flood: tuple[int, float, int] | None = None
         self._flood_windows: dict[int, deque[float]] = defaultdict(deque)
         self.default_person = self.person("Alice")
@@ -274,6 +279,26 @@ class FakeBotAPI:
         """Answer the next ``times`` calls of ``method`` with an error (and ``retry_after`` on a 429)."""
         self._rules.append(_Rule(method.lower(), status, times, retry_after, description))
 
+    def hang(self, method: str, seconds: float) -> None:
+        """Hold the next call of ``method`` (or ``"file"``, a download) ``seconds`` before handling it."""
+        self._hangs[method.lower()] = seconds
+
+    def forget(self, file_id: str) -> None:
+        """The file can no longer be fetched, as when Telegram no longer serves an old file id."""
+        del self.files[file_id]
+
+    async def _held(self, method: str, request: Request) -> bool:
+        """Wait out a hang() on ``method``; True if the client hung up meanwhile (the call then never happened)."""
+        seconds = self._hangs.pop(method, None)
+        if seconds is None:
+            return False
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            if await request.is_disconnected():
+                return True
+            await asyncio.sleep(0.05)
+        return False
+
     def flood_limit(self, *, per_chat: int, seconds: float = 1.0, retry_after: int = 1) -> None:
         """At most ``per_chat`` message-sending calls per chat in any ``seconds``; the rest get 429s."""
         self._flood = (per_chat, seconds, retry_after)
@@ -331,6 +356,9 @@ class FakeBotAPI:
         except ValueError as exc:
             return self._error(call, 400, f"Bad Request: {exc}")
         call.done_at = time.monotonic()
+        if await self._held(call.method.lower(), request):
+            call.status = 499  # nginx's "client closed request": nothing was done
+            return Response(status_code=499)
         if request.path_params["token"] != self.token:
             return self._error(call, 401, "Unauthorized")
         name = call.method.lower()
@@ -352,6 +380,9 @@ class FakeBotAPI:
         path = request.path_params["path"]
         call = Call("file", {"path": path}, {}, time.monotonic(), done_at=time.monotonic())
         self.calls.append(call)
+        if await self._held("file", request):
+            call.status = 499
+            return Response(status_code=499)
         stored = next((f for f in self.files.values() if f.path == path), None)
         if request.path_params["token"] != self.token or stored is None:
             call.status = 404
