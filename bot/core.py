@@ -17,7 +17,7 @@ import httpx
 
 from bot import images, messages
 from bot.config import Settings
-from bot.errors import Interrupted, UnmarkError
+from bot.errors import FileUnavailable, Interrupted, UnmarkError
 from bot.images import Image
 from bot.jobs import ChatRef, ImageJob, Platform, Replies
 from bot.links import fetch_link
@@ -182,9 +182,9 @@ class Service:
         images.check_announced_size(job.size)  # before downloading a byte
         try:
             raw = await (self._fetch_link(job.url) if job.url else platform.fetch(job))
-        except UnmarkError as error:
-            if resumed is not None:  # the source went away while we were down: nothing to clean
-                raise Interrupted(f"the source could not be fetched again: {error.code}") from error
+        except FileUnavailable as error:
+            if resumed is not None:  # the platform let the file go while we were down: ask for it again
+                raise Interrupted(f"the source could not be fetched again: {error}") from error
             raise
         image = await asyncio.to_thread(images.load, raw)
         await self.usage.record_input(job_id, image)

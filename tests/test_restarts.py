@@ -3,7 +3,10 @@ each state of a job, then started again on the same database, against the Telegr
 
 from __future__ import annotations
 
+import asyncio
+import os
 import sqlite3
+import sys
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -163,3 +166,36 @@ async def test_nothing_in_the_job_records_can_act_as_the_bot(
     assert TOKEN.encode() not in stored and secret not in stored and b"/file/bot" not in stored
     assert KEY.encode() not in stored
     assert [r["source"] for r in rows()] == [tg.calls_to("getFile")[0].params["file_id"], "https://example.com/cat.jpg"]
+
+
+async def test_the_shell_names_the_images_an_interrupted_session_did_not_finish(
+        picwish: FakePicWish, tmp_path: Path) -> None:
+    (tmp_path / "harbour.jpg").write_bytes(jpeg(300, 200))
+    async with serve(picwish.app) as url:
+        env = {**os.environ, "PICWISH_API_KEY": KEY, "PICWISH_API_URL": url}
+        picwish.hang("POST", TASKS_PATH, 60)
+        shell = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "bot", "run", stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL, env=env)
+        assert shell.stdin is not None
+        shell.stdin.write(b"harbour.jpg\n")
+        await shell.stdin.drain()
+        async with asyncio.timeout(START_TIMEOUT):
+            while posts(picwish) < 1:
+                await asyncio.sleep(0.05)
+        shell.kill()  # the terminal closed, the laptop slept: the image was at PicWish
+        await shell.wait()
+
+        async def next_session() -> str:
+            again = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "bot", "run", stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.DEVNULL, env=env)
+            out, _ = await asyncio.wait_for(again.communicate(b"/quit\n"), START_TIMEOUT)
+            return out.decode()
+
+        first, second = await next_session(), await next_session()
+
+    said = messages.unfinished(["harbour.jpg"])
+    assert said == "The last session stopped before it finished harbour.jpg. Type the path again to clean it."
+    assert said in first.splitlines() and said not in second  # named once, then closed
+    assert [(r["state"], r["error_code"]) for r in rows()] == [("interrupted", "interrupted")]

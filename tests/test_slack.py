@@ -574,3 +574,33 @@ def test_the_manifest_declares_what_the_adapter_listens_to() -> None:
     urls = [command["url"], manifest["settings"]["event_subscriptions"]["request_url"],
             manifest["settings"]["interactivity"]["request_url"]]
     assert all(url.endswith(EVENTS_PATH) for url in urls)
+
+
+# --- restarts ----------------------------------------------------------------------------------------------
+
+
+async def test_jobs_cut_off_by_a_stop_are_answered_in_their_place_after_the_restart(settings: Settings) -> None:
+    fake, remover = FakeSlack(), GatedRemover()
+    quick = settings.model_copy(update={"shutdown_grace": 0.2})
+    async with running(quick, remover, fake=fake) as slack:
+        shared = fake.add_file(jpeg(seed=40), "harbour.jpg")
+        mention = fake.mention_event(channel=CHANNEL, files=[shared])
+        await slack.deliver(fake.event_callback(mention))
+        await eventually(lambda: remover.started == 1)
+        await slack.post_form(fake.slash_command("https://127.0.0.1:9/gone.jpg", channel=CHANNEL))
+        await eventually(lambda: len(rows(quick)) == 2)
+    # Stopped past the grace period: the image was being cleaned, the link waited its turn.
+    assert fake.uploads == [] and [r["state"] for r in rows(quick)] == ["running", "queued"]
+
+    remover.release.set()
+    async with running(quick, remover, fake=fake) as slack:
+        await eventually(lambda: fake.uploads and fake.ephemerals)
+        await slack.settle()
+
+    [upload] = fake.uploads
+    assert (upload.filename, upload.channel, upload.thread_ts) == ("harbour-clean.jpg", CHANNEL, mention["ts"])
+    assert [c.params["file"] for c in fake.called("files.info")] == [shared["id"]]  # the restart forgot the event
+    # The command's response_url was forgotten too: its place in line and its error still reach only the asker.
+    assert {(note["channel"], note["user"]) for note in fake.ephemerals} == {(CHANNEL, "U0ALICE")}
+    assert fake.ephemerals[-1]["text"].startswith("I couldn't download an image from that link.")
+    assert [r["state"] for r in rows(quick)] == ["done", "failed"]
