@@ -15,15 +15,22 @@ from bot.core import Service
 from bot.errors import UnreadableFile
 from bot.jobs import ChatRef, ImageJob
 from bot.links import looks_like_link
+from bot.outputs import OutputFolder
 
 DEFAULT_OUT = Path("unmark-out")
 
 
 class ShellReplies:
-    """Replies for a terminal: status lines on ``status``, results written into ``out_dir``."""
+    """Replies for a terminal: status lines on ``status``, results written into ``out_dir``.
 
-    def __init__(self, out_dir: Path, *, stream: TextIO = sys.stdout, status: TextIO | None = None) -> None:
-        self.out_dir, self.stream = out_dir, stream
+    ``out_dir`` may be an OutputFolder shared by several replies (one per `unmark clean` argument), so that
+    their results never take each other's names.
+    """
+
+    def __init__(self, out_dir: Path | OutputFolder, *, stream: TextIO = sys.stdout,
+                 status: TextIO | None = None) -> None:
+        self.out = out_dir if isinstance(out_dir, OutputFolder) else OutputFolder(out_dir)
+        self.stream = stream
         self.status = status  # None: keep quiet while working (a progress bar owns the terminal)
         self.saved: list[Path] = []
 
@@ -38,9 +45,8 @@ class ShellReplies:
         self.status.flush()
 
     async def send_image(self, data: bytes, filename: str, caption: str) -> None:
-        """Write the result next to the others in the output folder."""
-        path = self.out_dir / filename
-        await asyncio.to_thread(self._write, path, data)
+        """Write the result into the output folder under a name no other result has, and say which."""
+        path = await asyncio.to_thread(self.out.save, filename, data)
         self.saved.append(path)
         await self.say(f"{caption} Saved {path}")
 
@@ -50,10 +56,6 @@ class ShellReplies:
             self.status.write("\r\033[K")
         self.stream.write(text + "\n")
         self.stream.flush()
-
-    def _write(self, path: Path, data: bytes) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(data)
 
 
 def file_job(chat: ChatRef, path: Path) -> ImageJob:
@@ -95,7 +97,7 @@ def local_chat(platform: str) -> ChatRef:
     return ChatRef(platform=platform, chat_id="local", user_id=user)
 
 
-async def run(service: Service, settings: Settings, *, out_dir: Path = DEFAULT_OUT,
+async def run(service: Service, settings: Settings, *, out_dir: Path | OutputFolder = DEFAULT_OUT,
               stdin: TextIO = sys.stdin, stdout: TextIO = sys.stdout) -> None:
     """Read paths, links and commands line by line until /quit or end of input (pipes work too)."""
     chat = local_chat("shell")
