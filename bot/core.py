@@ -96,7 +96,8 @@ class Service:
             return previous, True, None
 
         exempt = self.settings.is_admin(job.chat.platform, job.chat.user_id)
-        await self.usage.claim(job_id, job.chat, limit=0 if exempt else self.settings.daily_limit)
+        limit = 0 if exempt else self.settings.daily_limit_for(job.chat.platform)
+        await self.usage.claim(job_id, job.chat, limit=limit)
         await replies.progress(messages.WORKING)
         removal_started = time.perf_counter()
         result = await self.remover.remove(
@@ -126,7 +127,7 @@ class Service:
         """This chat's usage and what is left today, in words."""
         usage = await self.usage.chat_usage(chat)
         return messages.usage_summary(
-            today=usage.today, limit=self.settings.daily_limit,
+            today=usage.today, limit=self.settings.daily_limit_for(chat.platform),
             exempt=self.settings.is_admin(chat.platform, chat.user_id), last_30_days=usage.last_30_days,
             all_time=usage.all_time, success_rate=usage.success_rate, median_seconds=usage.median_seconds,
         )

@@ -8,7 +8,6 @@ from pathlib import Path
 from tests.conftest import jpeg
 from tests.test_cli import unmark
 
-
 async def test_two_inputs_with_one_name_give_two_results_and_each_line_says_where(tmp_path: Path) -> None:
     for folder, seed in (("a", 1), ("b", 2)):
         (tmp_path / folder).mkdir()
@@ -21,7 +20,6 @@ async def test_two_inputs_with_one_name_give_two_results_and_each_line_says_wher
     assert first.startswith("a/photo.jpg: ") and first.endswith("Saved o/photo-clean.jpg")
     assert second.startswith("b/photo.jpg: ") and second.endswith("Saved o/photo-clean-2.jpg")
     assert sorted(path.name for path in (tmp_path / "o").iterdir()) == ["photo-clean-2.jpg", "photo-clean.jpg"]
-
 
 async def test_an_existing_result_is_kept_unless_overwrite_is_given(tmp_path: Path) -> None:
     (tmp_path / "photo.jpg").write_bytes(jpeg(160, 120))
@@ -39,7 +37,6 @@ async def test_an_existing_result_is_kept_unless_overwrite_is_given(tmp_path: Pa
     assert (tmp_path / "o" / "photo-clean.jpg").read_bytes()[:3] == b"\xff\xd8\xff"
     assert sorted(path.name for path in (tmp_path / "o").iterdir()) == ["photo-clean-2.jpg", "photo-clean.jpg"]
 
-
 async def test_the_shell_never_writes_over_an_earlier_result(tmp_path: Path) -> None:
     (tmp_path / "a").mkdir()
     (tmp_path / "a" / "photo.jpg").write_bytes(jpeg(160, 120, seed=1))
@@ -50,3 +47,17 @@ async def test_the_shell_never_writes_over_an_earlier_result(tmp_path: Path) -> 
     assert status == 0, err
     saved = [line.rpartition("Saved ")[2] for line in out.splitlines() if "Saved " in line]
     assert saved == ["o/photo-clean.jpg", "o/photo-clean-2.jpg"]
+
+async def test_the_terminal_has_no_daily_limit(tmp_path: Path) -> None:
+    for seed in range(3):
+        (tmp_path / f"{seed}.jpg").write_bytes(jpeg(120, 90, seed=seed))
+
+    status, out, err = await unmark("clean", "0.jpg", "1.jpg", "2.jpg", env={"UNMARK_DAILY_LIMIT": "2"})
+
+    assert status == 0, err
+    assert [line.rpartition("Saved ")[2] for line in out.strip().splitlines()] == [
+        "unmark-out/0-clean.jpg", "unmark-out/1-clean.jpg", "unmark-out/2-clean.jpg"]
+    status, out, err = await unmark("run", stdin=b"/usage\n", env={"UNMARK_DAILY_LIMIT": "2"})
+    assert status == 0, err
+    assert "Images cleaned today: 0; no daily limit applies here." in out
+
