@@ -267,12 +267,13 @@ def bench_engine(quick: bool, n: int | None, megapixels: float, methods: str | N
 
 def format_usage(rows: list) -> str:  # type: ignore[type-arg]
     """A plain table of usage rows."""
-    header = ("platform", "chat", "today", "30 days", "all time", "failed", "cached", "success", "median s")
+    header = ("platform", "chat", "today", "30 days", "all time", "failed", "refused", "cached", "success",
+              "median s")
     lines = [header]
     for row in rows:
         lines.append((
             row.platform, row.chat_id, str(row.today), str(row.last_30_days), str(row.all_time), str(row.failed),
-            str(row.cached), "-" if row.success_rate is None else f"{row.success_rate:.0%}",
+            str(row.refused), str(row.cached), "-" if row.success_rate is None else f"{row.success_rate:.0%}",
             "-" if row.median_seconds is None else f"{row.median_seconds:.1f}",
         ))
     if len(lines) == 1:

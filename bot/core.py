@@ -127,7 +127,7 @@ class Service:
         """This chat's usage and what is left today, in words."""
         usage = await self.usage.chat_usage(chat)
         return messages.usage_summary(
-            today=usage.today, limit=self.settings.daily_limit_for(chat.platform),
+            today=usage.today, cached_today=usage.cached_today, limit=self.settings.daily_limit_for(chat.platform),
             exempt=self.settings.is_admin(chat.platform, chat.user_id), last_30_days=usage.last_30_days,
             all_time=usage.all_time, success_rate=usage.success_rate, median_seconds=usage.median_seconds,
         )

@@ -47,15 +47,22 @@ def done_caption(seconds: float, *, cached: bool = False) -> str:
 
 
 def usage_summary(*, today: int, limit: int, exempt: bool, last_30_days: int, all_time: int,
-                  success_rate: float | None, median_seconds: float | None) -> str:
-    """This chat's usage, as /usage shows it."""
+                  success_rate: float | None, median_seconds: float | None, cached_today: int = 0) -> str:
+    """This chat's usage, as /usage shows it.
+
+    ``today`` is what the limit counts; ``cached_today`` came free from the cache and is said apart, so that
+    "cleaned today" and "left today" always add up to the limit.
+    """
     if exempt or limit == 0:
         remaining = "no daily limit applies here"
     else:
         remaining = f"{max(0, limit - today)} of {limit} left today (resets at 00:00 UTC)"
-    parts = [f"Images cleaned today: {today}; {remaining}.", f"Last 30 days: {last_30_days}; all time: {all_time}."]
+    cleaned = f"Images cleaned today: {today}"
+    if cached_today:
+        cleaned += f" (and {cached_today} sent again free from the cache)"
+    parts = [f"{cleaned}; {remaining}.", f"Last 30 days: {last_30_days}; all time: {all_time}."]
     if success_rate is not None:
-        parts.append(f"Success rate {success_rate:.0%}")
+        parts.append(f"Success rate {success_rate:.0%} of the images I tried to clean")
         if median_seconds is not None:
             parts[-1] += f", median time {median_seconds:.1f} s"
         parts[-1] += "."

@@ -3,10 +3,12 @@ subprocess on real files, reading what they print and what they leave in the out
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from tests.conftest import jpeg
 from tests.test_cli import unmark
+
 
 async def test_two_inputs_with_one_name_give_two_results_and_each_line_says_where(tmp_path: Path) -> None:
     for folder, seed in (("a", 1), ("b", 2)):
@@ -20,6 +22,7 @@ async def test_two_inputs_with_one_name_give_two_results_and_each_line_says_wher
     assert first.startswith("a/photo.jpg: ") and first.endswith("Saved o/photo-clean.jpg")
     assert second.startswith("b/photo.jpg: ") and second.endswith("Saved o/photo-clean-2.jpg")
     assert sorted(path.name for path in (tmp_path / "o").iterdir()) == ["photo-clean-2.jpg", "photo-clean.jpg"]
+
 
 async def test_an_existing_result_is_kept_unless_overwrite_is_given(tmp_path: Path) -> None:
     (tmp_path / "photo.jpg").write_bytes(jpeg(160, 120))
@@ -37,6 +40,7 @@ async def test_an_existing_result_is_kept_unless_overwrite_is_given(tmp_path: Pa
     assert (tmp_path / "o" / "photo-clean.jpg").read_bytes()[:3] == b"\xff\xd8\xff"
     assert sorted(path.name for path in (tmp_path / "o").iterdir()) == ["photo-clean-2.jpg", "photo-clean.jpg"]
 
+
 async def test_the_shell_never_writes_over_an_earlier_result(tmp_path: Path) -> None:
     (tmp_path / "a").mkdir()
     (tmp_path / "a" / "photo.jpg").write_bytes(jpeg(160, 120, seed=1))
@@ -47,6 +51,7 @@ async def test_the_shell_never_writes_over_an_earlier_result(tmp_path: Path) -> 
     assert status == 0, err
     saved = [line.rpartition("Saved ")[2] for line in out.splitlines() if "Saved " in line]
     assert saved == ["o/photo-clean.jpg", "o/photo-clean-2.jpg"]
+
 
 async def test_the_terminal_has_no_daily_limit(tmp_path: Path) -> None:
     for seed in range(3):
@@ -61,3 +66,18 @@ async def test_the_terminal_has_no_daily_limit(tmp_path: Path) -> None:
     assert status == 0, err
     assert "Images cleaned today: 0; no daily limit applies here." in out
 
+
+async def test_typos_and_text_files_are_recorded_but_not_held_against_the_success_rate(tmp_path: Path) -> None:
+    (tmp_path / "good.jpg").write_bytes(jpeg(120, 90))
+    (tmp_path / "notes.txt").write_text("not an image")
+    piped = b"good.jpg\nmissing.jpg\nnotes.txt\ngod.jpg\n/usage\n"
+
+    status, out, err = await unmark("run", stdin=piped)
+
+    assert status == 0, err
+    [usage] = [line for line in out.splitlines() if line.startswith("Images cleaned today")]
+    assert usage.startswith("Images cleaned today: 1; no daily limit applies here. Last 30 days: 1; all time: 1. "
+                            "Success rate 100% of the images I tried to clean")
+    status, out, _ = await unmark("usage", "--json")
+    [row] = json.loads(out)
+    assert (row["all_time"], row["failed"], row["refused"], row["success_rate"]) == (1, 0, 3, 1.0)
