@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from typing import TextIO
 
+from adapters.paths import typed_path
 from bot import messages
 from bot.config import Settings
 from bot.core import Service
@@ -35,13 +36,11 @@ class ShellReplies:
         self.saved: list[Path] = []
 
     async def progress(self, text: str) -> None:
-        """Print the status line (rewritten in place on a terminal)."""
-        if self.status is None:
+        """Rewrite the status line in place on a terminal; into a pipe or a file, only the outcome is written,
+        so each image is one line there (``ls *.jpg | unmark run > log``)."""
+        if self.status is None or not self.status.isatty():
             return
-        if self.status.isatty():
-            self.status.write(f"\r\033[K{text}")
-        else:
-            self.status.write(text + "\n")
+        self.status.write(f"\r\033[K{text}")
         self.status.flush()
 
     async def send_image(self, data: bytes, filename: str, caption: str) -> None:
@@ -72,7 +71,7 @@ def job_for(service: Service, chat: ChatRef, text: str) -> ImageJob:
     text = text.strip()
     if looks_like_link(text):
         return service.link_job(chat, text)
-    return file_job(chat, Path(text).expanduser())
+    return file_job(chat, typed_path(text))
 
 
 async def _read(path: Path) -> bytes:

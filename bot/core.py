@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import httpx
 
 from bot import images, messages
-from bot.config import Settings
+from bot.config import LOCAL_PLATFORMS, Settings
 from bot.errors import UnmarkError
 from bot.images import Image
 from bot.jobs import ChatRef, ImageJob, Replies
@@ -71,7 +71,8 @@ class Service:
                 except UnmarkError as error:
                     error_code = error.code
                     logger.info("job %d ended with %s (%s)", job_id, error.code, error)
-                    await self._safely(replies.say(messages.describe(error)))
+                    at_terminal = job.chat.platform in LOCAL_PLATFORMS  # the person there is the operator
+                    await self._safely(replies.say(messages.describe(error, operator=at_terminal)))
                 except Exception:
                     logger.exception("job %d failed unexpectedly", job_id)
                     await self._safely(replies.say(messages.INTERNAL_ERROR))

@@ -75,8 +75,14 @@ def _megabytes(size: int) -> str:
     return f"{size / 1e6:.0f} MB" if size % 1_000_000 == 0 else f"{size / 2**20:.0f} MB"
 
 
-def describe(error: errors.UnmarkError) -> str:
-    """The one plain sentence a person reads for a failure: what happened and what to do."""
+def describe(error: errors.UnmarkError, *, operator: bool = False) -> str:
+    """The one plain sentence a person reads for a failure: what happened and what to do.
+
+    ``operator``: the person is the one who runs the bot (at the terminal), so what only an operator can fix is
+    told to them plainly instead of "the bot's operator has been told".
+    """
+    if operator and (told := _to_operator(error)) is not None:
+        return told
     match error:
         case errors.NotAnImage(detected="pdf"):
             return "That's a PDF, not an image. Send me a jpg, png or bmp."
@@ -124,6 +130,16 @@ def describe(error: errors.UnmarkError) -> str:
         case errors.RemovalFailed():
             return "I couldn't remove the watermark from this image. Try another copy of it, or another image."
     return INTERNAL_ERROR
+
+
+def _to_operator(error: errors.UnmarkError) -> str | None:
+    match error:
+        case errors.InvalidApiKey():
+            return ("PicWish rejected the API key (HTTP 401). Check PICWISH_API_KEY, or unset it to use the "
+                    "built-in engine.")
+        case errors.EngineBroken(detail=detail):
+            return f"The local watermark engine cannot run: {detail}. Reinstall unmark, or set PICWISH_API_KEY."
+    return None
 
 
 ADMINS_ONLY = "Global stats are for the bot's admins only. /usage shows this chat's usage."

@@ -6,7 +6,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tests.conftest import jpeg
+from bot import messages
+from tests.conftest import KEY, jpeg
+from tests.fakes.picwish import FakePicWish
+from tests.fakes.servers import serve
 from tests.test_cli import unmark
 
 
@@ -81,3 +84,50 @@ async def test_typos_and_text_files_are_recorded_but_not_held_against_the_succes
     status, out, _ = await unmark("usage", "--json")
     [row] = json.loads(out)
     assert (row["all_time"], row["failed"], row["refused"], row["success_rate"]) == (1, 0, 3, 1.0)
+
+
+async def test_the_shell_takes_quoted_escaped_home_and_file_url_paths(tmp_path: Path) -> None:
+    (tmp_path / "x").mkdir()
+    for name, seed in (("rocket.jpg", 1), ("my photo.jpg", 2), ("home.jpg", 3), ("url photo.jpg", 4)):
+        (tmp_path / "x" / name).write_bytes(jpeg(120, 90, seed=seed))
+    pasted = [
+        f"'{tmp_path}/x/rocket.jpg'",  # as a terminal pastes a dragged file
+        f"{tmp_path}/x/my\\ photo.jpg",  # as another escapes it
+        "~/x/home.jpg",
+        f"file://{tmp_path}/x/url%20photo.jpg",
+    ]
+
+    status, out, err = await unmark("run", "--out", "o", stdin="\n".join(pasted).encode() + b"\n",
+                                    env={"HOME": str(tmp_path)})
+
+    assert status == 0, err
+    assert "I can't read" not in out
+    assert sorted(path.name for path in (tmp_path / "o").iterdir()) == [
+        "home-clean.jpg", "my photo-clean.jpg", "rocket-clean.jpg", "url photo-clean.jpg"]
+
+
+async def test_piped_output_is_one_line_per_image(tmp_path: Path) -> None:
+    for seed in range(2):
+        (tmp_path / f"{seed}.jpg").write_bytes(jpeg(320, 240, seed=seed))
+
+    status, out, err = await unmark("run", "--out", "cleaned", stdin=b"0.jpg\n1.jpg\n")
+
+    assert status == 0, err
+    hint, help_, *answers = out.splitlines()
+    assert (hint, help_) == (messages.SHELL_HINT, messages.SHELL_HELP)
+    assert len(answers) == 2 and all(line.startswith("Watermark removed in ") for line in answers)
+    # `unmark clean` on one image writes its status to stderr; into a pipe, none of it.
+    status, out, err = await unmark("clean", "0.jpg")
+    assert status == 0 and messages.WORKING not in err and len(out.splitlines()) == 1
+
+
+async def test_clean_with_a_rejected_key_tells_the_operator_what_to_fix(tmp_path: Path) -> None:
+    (tmp_path / "photo.jpg").write_bytes(jpeg(200, 150))
+    fake = FakePicWish(keys={KEY})
+    async with serve(fake.app) as url:
+        status, out, _ = await unmark("clean", "photo.jpg", env={"PICWISH_API_KEY": "wrong-key", "PICWISH_API_URL": url})
+
+    assert status == 1
+    assert out.strip() == ("photo.jpg: PicWish rejected the API key (HTTP 401). Check PICWISH_API_KEY, or unset it "
+                           "to use the built-in engine.")
+    assert "operator" not in out
