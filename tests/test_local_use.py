@@ -6,11 +6,15 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
+import PIL.Image
+
 from bot import messages
 from tests.conftest import KEY, jpeg
 from tests.fakes.picwish import FakePicWish
 from tests.fakes.servers import serve
 from tests.test_cli import unmark
+from tests.watermarks import add_text_watermark
 
 
 async def test_two_inputs_with_one_name_give_two_results_and_each_line_says_where(tmp_path: Path) -> None:
@@ -131,3 +135,34 @@ async def test_clean_with_a_rejected_key_tells_the_operator_what_to_fix(tmp_path
     assert out.strip() == ("photo.jpg: PicWish rejected the API key (HTTP 401). Check PICWISH_API_KEY, or unset it "
                            "to use the built-in engine.")
     assert "operator" not in out
+
+
+def _grey(width: int, height: int, *, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:height, 0:width]
+    return np.clip(x * 200 / width + y * 40 / height + rng.normal(0, 6, (height, width)), 0, 255)
+
+
+async def test_greyscale_palette_and_16_bit_images_come_back_in_their_own_mode(tmp_path: Path) -> None:
+    grey = PIL.Image.fromarray(_grey(320, 240).astype(np.uint8), "L")
+    grey.save(tmp_path / "grey.png")
+    marked = PIL.Image.fromarray(add_text_watermark(np.repeat(np.asarray(grey)[..., None], 3, 2), text="SAMPLE",
+                                                    alpha=0.6, seed=1)[0]).convert("L")
+    marked.save(tmp_path / "marked-grey.png")
+    grey.quantize(16).save(tmp_path / "palette.png")
+    wide = (_grey(320, 240, seed=2) * 257).astype(np.uint16)
+    PIL.Image.fromarray(wide).save(tmp_path / "wide.png")
+
+    status, out, err = await unmark("clean", "grey.png", "marked-grey.png", "palette.png", "wide.png")
+
+    assert status == 0, err
+    results = {name: PIL.Image.open(tmp_path / "unmark-out" / f"{name}-clean.png")
+               for name in ("grey", "marked-grey", "palette", "wide")}
+    assert {name: result.mode for name, result in results.items()} == {
+        "grey": "L", "marked-grey": "L", "palette": "P", "wide": "I;16"}
+    assert (tmp_path / "unmark-out" / "grey-clean.png").stat().st_size < 1.2 * (tmp_path / "grey.png").stat().st_size
+    # What the engine leaves alone is kept exactly, all 16 bits of it.
+    assert np.array_equal(np.asarray(results["grey"]), np.asarray(grey))
+    assert np.array_equal(np.asarray(results["wide"]), wide)
+    assert np.array_equal(np.asarray(results["palette"].convert("RGB")),
+                          np.asarray(PIL.Image.open(tmp_path / "palette.png").convert("RGB")))
