@@ -212,7 +212,12 @@ TELEGRAM_ADMIN_COMMANDS = (("stats", "Everyone's usage (admins only)"),)
 def telegram_help(bot_username: str) -> str:
     """/start and /help in Telegram: what I do, the limits, privacy and how to ask in a group, in one paragraph."""
     return (f"{HELP} On Telegram a file can be at most 20 MB. In a group I answer only when asked: reply /clean "
-            f"to a photo or an image file, or put /clean or @{bot_username} in its caption.")
+            f"to a photo or an image file, or put /clean or @{bot_username} in its caption. {TELEGRAM_ALBUMS}")
+
+
+# Telegram's group privacy mode delivers a bot only the captioned item of an album (README, "Groups and privacy").
+TELEGRAM_ALBUMS = ("In an album, Telegram shows me only the item with the caption: reply /clean to any other item "
+                   "to clean it too.")
 
 
 def batch_status(position: int, total: int, text: str) -> str:
