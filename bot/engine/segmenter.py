@@ -85,9 +85,6 @@ class Segmenter:
         options.intra_op_num_threads = max(1, threads)
         options.inter_op_num_threads = 1
         options.log_severity_level = 3
-        # The arena keeps every buffer a run grew to and never hands it back: 170 MiB of a one-image
-        # `unmark clean`'s peak, growing with each image size a bot meets, for no measurable speed (issue 28).
-        options.enable_cpu_mem_arena = False
         try:
             session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
             inputs = session.get_inputs()

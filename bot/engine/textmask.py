@@ -69,9 +69,6 @@ class Detector:
         options.intra_op_num_threads = max(1, threads)
         options.inter_op_num_threads = 1
         options.log_severity_level = 3  # onnxruntime's warnings go to stderr, not logging
-        # The arena keeps every buffer a run grew to and never hands it back: 170 MiB of a one-image
-        # `unmark clean`'s peak, growing with each image size a bot meets, for no measurable speed (issue 28).
-        options.enable_cpu_mem_arena = False
         try:
             self._session = ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
             inputs, outputs = self._session.get_inputs(), self._session.get_outputs()
