@@ -13,14 +13,25 @@ Runner = Callable[[Service, Settings], Awaitable[None]]
 def plan(settings: Settings, *, webhook: bool = False) -> list[Runner]:
     """The long-running adapters ``unmark run`` starts: each configured platform, else the shell.
 
-    With ``webhook`` (``unmark run --webhook``, the web process) it is the one web server instead, which
-    mounts the webhook routes of every platform configured for them (``adapters.web``).
+    With ``webhook`` (``unmark run --webhook``, the Procfile's one process) it is the one web server, which
+    serves /healthz on $PORT and mounts the webhook routes of every platform configured for them
+    (``adapters.web``), beside the platforms that poll or hold a socket: so one process serves any setup, and
+    a platform that expects a web process on $PORT gets one whichever modes are chosen.
     """
     if webhook:
         from adapters import web
 
         web.check(settings)
-        return [web.run]
+        runners: list[Runner] = [web.run]
+        if settings.telegram_mode == "polling":
+            from adapters import telegram
+
+            runners.append(telegram.run)
+        if settings.slack_mode == "socket":
+            from adapters import slack
+
+            runners.append(slack.run)
+        return runners
     runners: list[Runner] = []
     if settings.telegram_mode == "polling":
         from adapters import telegram

@@ -10,38 +10,43 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import TextIO
 
+from adapters.paths import typed_path
 from bot import messages
 from bot.config import Settings
 from bot.core import Service
 from bot.errors import UnreadableFile
 from bot.jobs import ChatRef, ImageJob
 from bot.links import looks_like_link
+from bot.outputs import OutputFolder
 
 DEFAULT_OUT = Path("unmark-out")
 
 
 class ShellReplies:
-    """Replies for a terminal: status lines on ``status``, results written into ``out_dir``."""
+    """Replies for a terminal: status lines on ``status``, results written into ``out_dir``.
 
-    def __init__(self, out_dir: Path, *, stream: TextIO = sys.stdout, status: TextIO | None = None) -> None:
-        self.out_dir, self.stream = out_dir, stream
+    ``out_dir`` may be an OutputFolder shared by several replies (one per `unmark clean` argument), so that
+    their results never take each other's names.
+    """
+
+    def __init__(self, out_dir: Path | OutputFolder, *, stream: TextIO = sys.stdout,
+                 status: TextIO | None = None) -> None:
+        self.out = out_dir if isinstance(out_dir, OutputFolder) else OutputFolder(out_dir)
+        self.stream = stream
         self.status = status  # None: keep quiet while working (a progress bar owns the terminal)
         self.saved: list[Path] = []
 
     async def progress(self, text: str) -> None:
-        """Print the status line (rewritten in place on a terminal)."""
-        if self.status is None:
+        """Rewrite the status line in place on a terminal; into a pipe or a file, only the outcome is written,
+        so each image is one line there (``ls *.jpg | unmark run > log``)."""
+        if self.status is None or not self.status.isatty():
             return
-        if self.status.isatty():
-            self.status.write(f"\r\033[K{text}")
-        else:
-            self.status.write(text + "\n")
+        self.status.write(f"\r\033[K{text}")
         self.status.flush()
 
     async def send_image(self, data: bytes, filename: str, caption: str) -> None:
-        """Write the result next to the others in the output folder."""
-        path = self.out_dir / filename
-        await asyncio.to_thread(self._write, path, data)
+        """Write the result into the output folder under a name no other result has, and say which."""
+        path = await asyncio.to_thread(self.out.save, filename, data)
         self.saved.append(path)
         await self.say(f"{caption} Saved {path}")
 
@@ -52,14 +57,11 @@ class ShellReplies:
         self.stream.write(text + "\n")
         self.stream.flush()
 
-    def _write(self, path: Path, data: bytes) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(data)
-
 
 class LocalPlatform:
-    """The terminal as the core's Platform: a record's source is a local path, its answers go to the output
-    folder the record names (``answer_to``), through the replies ``make_replies`` builds for it."""
+    """The terminal as the core's Platform: a record's source is a local path; its answers go through the
+    replies ``make_replies`` gives it, into the session's output folder (which the record names in
+    ``answer_to``)."""
 
     def __init__(self, name: str, make_replies: Callable[[ImageJob], ShellReplies]) -> None:
         self.name, self._make_replies = name, make_replies
@@ -82,7 +84,7 @@ def job_for(chat: ChatRef, text: str, *, out_dir: Path) -> ImageJob:
     text = text.strip()
     if looks_like_link(text):
         return ImageJob.link(chat, text, answer_to=str(out_dir))
-    path = Path(text).expanduser()
+    path = typed_path(text)
     try:
         size: int | None = path.stat().st_size
     except OSError:
@@ -105,12 +107,12 @@ def local_chat(platform: str) -> ChatRef:
     return ChatRef(platform=platform, chat_id="local", user_id=user)
 
 
-async def run(service: Service, settings: Settings, *, out_dir: Path = DEFAULT_OUT,
+async def run(service: Service, settings: Settings, *, out_dir: Path | OutputFolder = DEFAULT_OUT,
               stdin: TextIO = sys.stdin, stdout: TextIO = sys.stdout) -> None:
     """Read paths, links and commands line by line until /quit or end of input (pipes work too)."""
     chat = local_chat("shell")
     replies = ShellReplies(out_dir, stream=stdout, status=stdout)
-    platform = LocalPlatform("shell", lambda job: ShellReplies(Path(job.answer_to), stream=stdout, status=stdout))
+    platform = LocalPlatform("shell", lambda job: replies)  # one session, one output folder: names never clash
     await replies.say(messages.SHELL_HINT)
     await replies.say(messages.SHELL_HELP)
     if left := await service.attach_anew(platform):
@@ -137,4 +139,4 @@ async def run(service: Service, settings: Settings, *, out_dir: Path = DEFAULT_O
             case command if command.startswith("/") and not _is_a_path(text):
                 await replies.say(messages.NOT_A_COMMAND)
             case _:
-                await service.handle(job_for(chat, text, out_dir=out_dir))
+                await service.handle(job_for(chat, text, out_dir=replies.out.path))

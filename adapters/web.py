@@ -50,7 +50,7 @@ def web_parts(settings: Settings) -> list[WebPart]:
 
 def check(settings: Settings) -> None:
     """Refuse, with one line naming the variable, a web process with nothing to serve or a bad webhook setting."""
-    if not web_parts(settings):
+    if not web_parts(settings) and settings.telegram_mode is None and settings.slack_mode is None:
         raise SettingsError("TELEGRAM_WEBHOOK_URL: `unmark run --webhook` serves webhooks, and none is configured")
     if settings.telegram_mode == "webhook":
         from adapters.telegram import webhook_settings

@@ -17,9 +17,12 @@ from pydantic import SecretStr
 
 from bot.config import Settings, SettingsError, load_settings
 from bot.errors import EngineBroken
+from bot.outputs import OutputFolder
 
 logger = logging.getLogger("unmark")
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+OVERWRITE_HELP = ("Replace a result already in the output folder; without it a new result takes the next free "
+                  "name (photo-clean-2.jpg). Results of one run never replace each other.")
 
 
 def _settings(*, quiet: bool | Callable[[Settings], bool] = False) -> Settings:
@@ -104,9 +107,10 @@ def main() -> None:
 @main.command()
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("unmark-out"),
               show_default=True, help="Folder the shell chat writes results into.")
+@click.option("--overwrite", is_flag=True, help=OVERWRITE_HELP)
 @click.option("--webhook", is_flag=True,
               help="The web process: serve webhooks (TELEGRAM_WEBHOOK_URL) and GET /healthz on $PORT.")
-def run(out: Path, webhook: bool) -> None:
+def run(out: Path, overwrite: bool, webhook: bool) -> None:
     """Start every platform configured in the environment; with none, a chat in this terminal."""
     # A terminal chat (no platform configured) is no place for INFO logs.
     settings = _settings(quiet=lambda s: not webhook and s.telegram_mode is None and s.slack_mode is None)
@@ -122,7 +126,7 @@ def run(out: Path, webhook: bool) -> None:
         async with open_service(settings) as service, asyncio.TaskGroup() as group:
             for runner in runners:
                 if runner is shell.run:
-                    group.create_task(shell.run(service, settings, out_dir=out))
+                    group.create_task(shell.run(service, settings, out_dir=OutputFolder(out, overwrite=overwrite)))
                 else:
                     group.create_task(runner(service, settings))
 
@@ -133,7 +137,8 @@ def run(out: Path, webhook: bool) -> None:
 @click.argument("sources", nargs=-1, required=True)
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("unmark-out"),
               show_default=True, help="Folder the cleaned images are written into.")
-def clean(sources: tuple[str, ...], out: Path) -> None:
+@click.option("--overwrite", is_flag=True, help=OVERWRITE_HELP)
+def clean(sources: tuple[str, ...], out: Path, overwrite: bool) -> None:
     """Clean images (paths or http(s) links) once; exit status 0 only if every one succeeded."""
     settings = _settings(quiet=True)
     failures = 0
@@ -147,16 +152,16 @@ def clean(sources: tuple[str, ...], out: Path) -> None:
         from bot.core import open_service
 
         chat = local_chat("cli")
+        folder = OutputFolder(out, overwrite=overwrite)  # one for every argument: their results never clash
         several = len(sources) > 1
         async with open_service(settings) as service:
             with tqdm(total=len(sources), unit="image", disable=not several, file=sys.stderr) as bar:
                 platform = LocalPlatform("cli", lambda job: ShellReplies(
-                    Path(job.answer_to), stream=_TqdmLines(bar, prefix=f"{job.source}: "),
-                    status=None if several else sys.stderr))
+                    folder, stream=_TqdmLines(bar, prefix=f"{job.source}: "), status=None if several else sys.stderr))
                 if left := await service.attach_anew(platform):
                     bar.write(messages.unfinished([job.source for job in left]), file=sys.stderr)
                 for source in sources:
-                    outcome = await service.handle(job_for(chat, source, out_dir=out))
+                    outcome = await service.handle(job_for(chat, source, out_dir=folder.path))
                     failures += not outcome.ok
                     bar.update()
 
@@ -265,12 +270,13 @@ def bench_engine(quick: bool, n: int | None, megapixels: float, methods: str | N
 
 def format_usage(rows: list) -> str:  # type: ignore[type-arg]
     """A plain table of usage rows."""
-    header = ("platform", "chat", "today", "30 days", "all time", "failed", "cached", "success", "median s")
+    header = ("platform", "chat", "today", "30 days", "all time", "failed", "refused", "cached", "success",
+              "median s")
     lines = [header]
     for row in rows:
         lines.append((
             row.platform, row.chat_id, str(row.today), str(row.last_30_days), str(row.all_time), str(row.failed),
-            str(row.cached), "-" if row.success_rate is None else f"{row.success_rate:.0%}",
+            str(row.refused), str(row.cached), "-" if row.success_rate is None else f"{row.success_rate:.0%}",
             "-" if row.median_seconds is None else f"{row.median_seconds:.1f}",
         ))
     if len(lines) == 1:

@@ -10,6 +10,9 @@ from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_PICWISH_URL = "https://techhk.aoscdn.com"
+# The person at the terminal (the shell chat, `unmark clean`) runs the bot: they are its operator, not a stranger
+# the daily limit protects it from, so no limit applies there (issue 28).
+LOCAL_PLATFORMS: frozenset[str] = frozenset({"shell", "cli"})
 
 
 class Settings(BaseSettings):
@@ -101,6 +104,10 @@ class Settings(BaseSettings):
         if self.slack_bot_token is None:
             return None
         return "socket" if self.slack_app_token else "http"
+
+    def daily_limit_for(self, platform: str) -> int:
+        """The images a chat of ``platform`` may clean per UTC day; 0 (none) at the terminal."""
+        return 0 if platform in LOCAL_PLATFORMS else self.daily_limit
 
     def is_admin(self, platform: str, user_id: str) -> bool:
         """Whether this user may see global stats and is exempt from the daily limit."""

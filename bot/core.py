@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 
 from bot import images, messages
-from bot.config import Settings
+from bot.config import LOCAL_PLATFORMS, Settings
 from bot.errors import FileUnavailable, Interrupted, UnmarkError
 from bot.images import Image
 from bot.jobs import ChatRef, ImageJob, Platform, Replies
@@ -156,7 +156,8 @@ class Service:
                 except UnmarkError as error:
                     error_code = error.code
                     logger.info("job %d ended with %s (%s)", job_id, error.code, error)
-                    await self._safely(replies.say(messages.describe(error)))
+                    at_terminal = job.chat.platform in LOCAL_PLATFORMS  # the person there is the operator
+                    await self._safely(replies.say(messages.describe(error, operator=at_terminal)))
                 except Exception:
                     logger.exception("job %d failed unexpectedly", job_id)
                     await self._safely(replies.say(messages.INTERNAL_ERROR))
@@ -198,7 +199,8 @@ class Service:
 
         if resumed is None or not resumed.counted:
             exempt = self.settings.is_admin(job.chat.platform, job.chat.user_id)
-            await self.usage.claim(job_id, job.chat, limit=0 if exempt else self.settings.daily_limit)
+            limit = 0 if exempt else self.settings.daily_limit_for(job.chat.platform)
+            await self.usage.claim(job_id, job.chat, limit=limit)
         await replies.progress(messages.WORKING)
         result = await self.remover.remove(
             image,
@@ -227,7 +229,7 @@ class Service:
         """This chat's usage and what is left today, in words."""
         usage = await self.usage.chat_usage(chat)
         return messages.usage_summary(
-            today=usage.today, limit=self.settings.daily_limit,
+            today=usage.today, cached_today=usage.cached_today, limit=self.settings.daily_limit_for(chat.platform),
             exempt=self.settings.is_admin(chat.platform, chat.user_id), last_30_days=usage.last_30_days,
             all_time=usage.all_time, success_rate=usage.success_rate, median_seconds=usage.median_seconds,
         )

@@ -171,3 +171,12 @@ class EngineBroken(RemovalFailed):
     """The local engine's model file is missing or corrupt."""
 
     code = "engine_broken"
+
+
+def _codes(root: type[UnmarkError]) -> frozenset[str]:
+    return frozenset({root.code}).union(*(_codes(sub) for sub in root.__subclasses__()))
+
+
+# Jobs that ended in one of these were never tried: the person's input (a typo, a text file) or their quota.
+# They stay recorded, but a success rate is over the images we tried to clean.
+REFUSALS: frozenset[str] = _codes(InputError) | {QuotaExceeded.code}

@@ -160,18 +160,75 @@ def to_array(image: Image) -> tuple[np.ndarray, np.ndarray | None, bytes | None]
     icc = picture.info.get("icc_profile")
     has_alpha = "A" in picture.getbands() or "transparency" in picture.info
     alpha = np.asarray(picture.convert("RGBA").getchannel("A")) if has_alpha else None
-    rgb = np.asarray(picture.convert("RGB"))
+    if picture.mode in WIDE_GREY:
+        # Pillow converts 16-bit grey to 8 bits by clipping (all but the darkest 256 levels turn white): scale.
+        grey = (_wide_pixels(picture) >> 8).astype(np.uint8)
+        rgb = np.repeat(grey[..., None], 3, axis=2)
+    else:
+        rgb = np.asarray(picture.convert("RGB"))
     return rgb, alpha, icc
 
 
-def from_array(rgb: np.ndarray, alpha: np.ndarray | None, fmt: Format, icc_profile: bytes | None = None) -> Image:
-    """Encode an engine result in the format the image came in (PNG keeps transparency)."""
+def from_array(rgb: np.ndarray, alpha: np.ndarray | None, fmt: Format, icc_profile: bytes | None = None, *,
+               like: Image | None = None) -> Image:
+    """Encode an engine result in the format the image came in (PNG keeps transparency).
+
+    ``like``: the image the result was made from, whose kind of pixels it keeps where the format allows:
+    greyscale stays greyscale, 16-bit grey stays 16-bit (unchanged pixels bit for bit), a palette stays a
+    palette when the result's colours still fit in one; a greyscale PNG came back RGB and half as big again.
+    """
     picture = PIL.Image.fromarray(rgb, "RGB")
     if alpha is not None:
         picture.putalpha(PIL.Image.fromarray(alpha, "L"))
         if fmt != "png":
             picture = picture.convert("RGB")
+    if like is not None:
+        picture = _in_kind_of(picture, PIL.Image.open(io.BytesIO(like.data)), fmt)
     return encode(picture, fmt, icc_profile=icc_profile)
+
+
+GREY = frozenset({"1", "L", "LA", "La"})
+WIDE_GREY = frozenset({"I", "I;16", "I;16B", "I;16L", "I;16N"})
+PALETTE_FORMATS = frozenset({"png", "bmp"})
+
+
+def _in_kind_of(picture: PIL.Image.Image, source: PIL.Image.Image, fmt: Format) -> PIL.Image.Image:
+    """``picture`` (RGB or RGBA) in the source's mode, where the format can hold it and nothing is lost."""
+    has_alpha = picture.mode == "RGBA"
+    if source.mode in GREY or source.mode in WIDE_GREY:
+        # A remover may tint the pixels it fills, but a grey photo's result has no colour to keep.
+        grey = picture.convert("L")
+        if source.mode in WIDE_GREY and fmt == "png" and not has_alpha:
+            wide = _wide_pixels(source)
+            narrow = np.asarray(grey)
+            kept = (wide >> 8).astype(np.uint8) == narrow  # what the engine left alone keeps all 16 bits
+            return PIL.Image.fromarray(np.where(kept, wide, narrow.astype(np.uint16) * 257).astype(np.uint16))
+        if has_alpha:
+            grey.putalpha(picture.getchannel("A"))
+        return grey
+    if source.mode == "P" and fmt in PALETTE_FORMATS:
+        return _as_palette(picture) or picture
+    return picture
+
+
+def _as_palette(picture: PIL.Image.Image) -> PIL.Image.Image | None:
+    """The same pixels as a palette image, or None when they need more than 256 colours."""
+    pixels = np.asarray(picture)
+    channels = pixels.shape[2]
+    packed = np.zeros(pixels.shape[:2], np.uint32)
+    for channel in range(channels):
+        packed = (packed << 8) | pixels[..., channel]
+    colours, index = np.unique(packed, return_inverse=True)
+    if len(colours) > 256:
+        return None
+    palette = np.stack([(colours >> (8 * (channels - 1 - c))) & 0xFF for c in range(channels)], axis=1)
+    result = PIL.Image.fromarray(index.reshape(pixels.shape[:2]).astype(np.uint8), "P")
+    result.putpalette(palette.astype(np.uint8).tobytes(), rawmode="RGBA" if channels == 4 else "RGB")
+    return result
+
+
+def _wide_pixels(picture: PIL.Image.Image) -> np.ndarray:
+    return np.clip(np.asarray(picture), 0, 65535).astype(np.uint16)
 
 
 def result_filename(original: str, result: Image) -> str:

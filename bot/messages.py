@@ -57,15 +57,22 @@ def done_caption(seconds: float, *, cached: bool = False) -> str:
 
 
 def usage_summary(*, today: int, limit: int, exempt: bool, last_30_days: int, all_time: int,
-                  success_rate: float | None, median_seconds: float | None) -> str:
-    """This chat's usage, as /usage shows it."""
+                  success_rate: float | None, median_seconds: float | None, cached_today: int = 0) -> str:
+    """This chat's usage, as /usage shows it.
+
+    ``today`` is what the limit counts; ``cached_today`` came free from the cache and is said apart, so that
+    "cleaned today" and "left today" always add up to the limit.
+    """
     if exempt or limit == 0:
         remaining = "no daily limit applies here"
     else:
         remaining = f"{max(0, limit - today)} of {limit} left today (resets at 00:00 UTC)"
-    parts = [f"Images cleaned today: {today}; {remaining}.", f"Last 30 days: {last_30_days}; all time: {all_time}."]
+    cleaned = f"Images cleaned today: {today}"
+    if cached_today:
+        cleaned += f" (and {cached_today} sent again free from the cache)"
+    parts = [f"{cleaned}; {remaining}.", f"Last 30 days: {last_30_days}; all time: {all_time}."]
     if success_rate is not None:
-        parts.append(f"Success rate {success_rate:.0%}")
+        parts.append(f"Success rate {success_rate:.0%} of the images I tried to clean")
         if median_seconds is not None:
             parts[-1] += f", median time {median_seconds:.1f} s"
         parts[-1] += "."
@@ -78,8 +85,14 @@ def _megabytes(size: int) -> str:
     return f"{size / 1e6:.0f} MB" if size % 1_000_000 == 0 else f"{size / 2**20:.0f} MB"
 
 
-def describe(error: errors.UnmarkError) -> str:
-    """The one plain sentence a person reads for a failure: what happened and what to do."""
+def describe(error: errors.UnmarkError, *, operator: bool = False) -> str:
+    """The one plain sentence a person reads for a failure: what happened and what to do.
+
+    ``operator``: the person is the one who runs the bot (at the terminal), so what only an operator can fix is
+    told to them plainly instead of "the bot's operator has been told".
+    """
+    if operator and (told := _to_operator(error)) is not None:
+        return told
     match error:
         case errors.NotAnImage(detected="pdf"):
             return "That's a PDF, not an image. Send me a jpg, png or bmp."
@@ -129,6 +142,16 @@ def describe(error: errors.UnmarkError) -> str:
         case errors.RemovalFailed():
             return "I couldn't remove the watermark from this image. Try another copy of it, or another image."
     return INTERNAL_ERROR
+
+
+def _to_operator(error: errors.UnmarkError) -> str | None:
+    match error:
+        case errors.InvalidApiKey():
+            return ("PicWish rejected the API key (HTTP 401). Check PICWISH_API_KEY, or unset it to use the "
+                    "built-in engine.")
+        case errors.EngineBroken(detail=detail):
+            return f"The local watermark engine cannot run: {detail}. Reinstall unmark, or set PICWISH_API_KEY."
+    return None
 
 
 ADMINS_ONLY = "Global stats are for the bot's admins only. /usage shows this chat's usage."
@@ -200,7 +223,12 @@ TELEGRAM_ADMIN_COMMANDS = (("stats", "Everyone's usage (admins only)"),)
 def telegram_help(bot_username: str) -> str:
     """/start and /help in Telegram: what I do, the limits, privacy and how to ask in a group, in one paragraph."""
     return (f"{HELP} On Telegram a file can be at most 20 MB. In a group I answer only when asked: reply /clean "
-            f"to a photo or an image file, or put /clean or @{bot_username} in its caption.")
+            f"to a photo or an image file, or put /clean or @{bot_username} in its caption. {TELEGRAM_ALBUMS}")
+
+
+# Telegram's group privacy mode delivers a bot only the captioned item of an album (README, "Groups and privacy").
+TELEGRAM_ALBUMS = ("In an album, Telegram shows me only the item with the caption: reply /clean to any other item "
+                   "to clean it too.")
 
 
 def batch_status(position: int, total: int, text: str) -> str:

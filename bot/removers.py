@@ -62,7 +62,7 @@ class LocalRemover:
         def clean() -> Image:
             rgb, alpha, icc = images.to_array(image)
             cleaned = self._engine.clean(rgb, lambda p: loop.call_soon_threadsafe(reports.put_nowait, p))
-            return images.from_array(cleaned, alpha, image.format, icc)
+            return images.from_array(cleaned, alpha, image.format, icc, like=image)
 
         async with self._one_at_a_time:
             forwarder = asyncio.create_task(forward())

@@ -14,7 +14,7 @@ from pathlib import Path
 import aiosqlite
 
 from bot import database
-from bot.errors import QuotaExceeded
+from bot.errors import REFUSALS, QuotaExceeded
 from bot.images import Image
 from bot.jobs import ChatRef, ImageJob
 
@@ -84,13 +84,15 @@ class Usage:
 
     platform: str | None
     chat_id: str | None
-    today: int
+    today: int  # images counted against today's limit: exactly what claim() counts
     last_30_days: int
     all_time: int
-    failed: int
+    failed: int  # images we tried to clean and could not
     cached: int
-    success_rate: float | None  # done / (done + failed), over all time
+    success_rate: float | None  # done / (done + failed), over all time: refusals are not tries
     median_seconds: float | None  # of successful jobs in the last 30 days
+    cached_today: int = 0  # answered free from the result cache today: not counted against the limit
+    refused: int = 0  # never tried: not an image, a path that is not there, the daily limit (errors.REFUSALS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -271,17 +273,23 @@ class UsageStore:
         if days is not None and group_by_chat:
             grouping += " HAVING MAX(created_at) >= ?"  # in SQL, so quiet chats cost no median query
             params.append(now - days * DAY)
+        refusals = ", ".join("?" * len(REFUSALS))
+        # `today` counts what claim() counts, so /usage and the limit agree: cache answers cost nothing.
         query = f"""
             SELECT {columns},
-                   SUM(state = 'done' AND created_at >= ?) AS today,
+                   SUM(counted = 1 AND state IN ('running', 'done') AND created_at >= ?) AS today,
+                   SUM(cached = 1 AND state = 'done' AND created_at >= ?) AS cached_today,
                    SUM(state = 'done' AND created_at >= ?) AS last_30_days,
                    SUM(state = 'done') AS all_time,
-                   SUM(state IN ('failed', 'interrupted')) AS failed,
+                   SUM(state IN ('failed', 'interrupted') AND COALESCE(error_code, '') NOT IN ({refusals})) AS failed,
+                   SUM(state = 'failed' AND error_code IN ({refusals})) AS refused,
                    SUM(cached) AS cached
             FROM jobs WHERE {" AND ".join(where)} {grouping}
             ORDER BY last_30_days DESC, all_time DESC
         """
-        async with self._db.execute(query, (day_start(now), now - 30 * DAY, *params)) as cursor:
+        today = day_start(now)
+        codes = sorted(REFUSALS)
+        async with self._db.execute(query, (today, today, now - 30 * DAY, *codes, *codes, *params)) as cursor:
             rows = await cursor.fetchall()
         result = []
         for row in rows:
@@ -291,6 +299,7 @@ class UsageStore:
                 last_30_days=row["last_30_days"] or 0, all_time=done, failed=failed, cached=row["cached"] or 0,
                 success_rate=done / (done + failed) if done + failed else None,
                 median_seconds=await self._median_seconds(row["platform"], row["chat_id"], now - 30 * DAY),
+                cached_today=row["cached_today"] or 0, refused=row["refused"] or 0,
             ))
         return result
 

@@ -103,7 +103,7 @@ async def test_run_without_tokens_is_a_shell_chat_that_reads_piped_input(tmp_pat
     lines = out.splitlines()
     assert lines[0].startswith("No chat platform configured, so this is the local shell.")
     assert any(line.startswith("Watermark removed in ") and line.endswith("results/a-clean.jpg") for line in lines)
-    assert any(line.startswith("Images cleaned today: 1; 49 of 50 left today") for line in lines)
+    assert any(line.startswith("Images cleaned today: 1; no daily limit applies here.") for line in lines)
     assert lines.count("I don't know that command. Type /help to see what I can do.") == 1
     assert (tmp_path / "results" / "a-clean.jpg").exists()
     assert (tmp_path / "results" / "b-clean.jpg").exists()

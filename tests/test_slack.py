@@ -241,8 +241,9 @@ async def test_the_slash_command_cleans_a_link_into_the_channel(settings: Settin
 
     [upload] = slack.fake.uploads
     assert (upload.channel, upload.thread_ts, upload.filename) == (CHANNEL, None, "cat-clean.jpg")
-    # The one status line went to the person alone, through the response_url.
-    assert slack.fake.responses == [{"text": messages.WORKING, "response_type": "ephemeral"}]
+    # The one status line went to the person alone, through the response_url, and went once the image was posted.
+    assert slack.fake.responses == [{"text": messages.WORKING, "response_type": "ephemeral"},
+                                    {"text": "", "delete_original": True}]
     assert slack.fake.messages == []
     assert rows(slack.settings)[0]["chat_id"] == f"{TEAM_ID}:{CHANNEL}"
 

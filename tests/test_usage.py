@@ -69,12 +69,16 @@ async def test_quota_counts_only_successful_images_of_today(tmp_path: Path) -> N
 async def test_chat_usage_reports_today_success_rate_and_median(tmp_path: Path) -> None:
     image = images.load(jpeg(100, 50))
     async with UsageStore.open(tmp_path / "u.sqlite3") as store:
-        for error in (None, None, "not_an_image"):
+        for error in (None, None, "remover_down", "not_an_image", "unreadable_file"):
             job = await store.start(JOB, backend="picwish")
             await store.begin(job)
+            if error in (None, "remover_down"):  # only images that reach the remover claim one of the day's
+                await store.claim(job, CHAT, limit=0)
             await store.finish(job, error_code=error, result=None if error else image)
         result = await store.chat_usage(CHAT)
         assert (result.today, result.last_30_days, result.all_time, result.failed) == (2, 2, 2, 1)
+        # Input the person can fix was never tried: recorded, but not held against the success rate.
+        assert result.refused == 2
         assert result.success_rate == pytest.approx(2 / 3)
         assert result.median_seconds is not None and result.median_seconds >= 0
         assert (await store.chat_usage(ChatRef("slack", "T1/C2", "U1"))).all_time == 0

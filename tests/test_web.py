@@ -65,8 +65,10 @@ def test_plan_polls_with_a_token_and_serves_webhooks_only_with_the_flag(settings
     assert plan(settings.model_copy(update=hooked), webhook=True) == [web.run]
     with pytest.raises(SettingsError, match="^TELEGRAM_WEBHOOK_URL: set, so Telegram is served by"):
         plan(settings.model_copy(update=hooked))
+    # The web process (the Procfile's one) polls beside /healthz when no webhook is set; with nothing, it refuses.
+    assert plan(settings.model_copy(update=token), webhook=True) == [web.run, adapter.run]
     with pytest.raises(SettingsError, match="^TELEGRAM_WEBHOOK_URL: `unmark run --webhook` serves webhooks"):
-        plan(settings.model_copy(update=token), webhook=True)
+        plan(settings, webhook=True)
     with pytest.raises(SettingsError, match="^TELEGRAM_WEBHOOK_SECRET: "):
         plan(settings.model_copy(update={**hooked, "telegram_webhook_secret": SecretStr("has spaces")}), webhook=True)
 

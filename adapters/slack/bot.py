@@ -90,6 +90,8 @@ class SlackBot:
         chat = self._chat(context, event["channel"], event.get("user", ""))
         if files := event.get("files"):
             self._start(self._clean_files(chat, place, files, request=event["ts"]))
+        elif event.get("thread_ts") not in (None, event["ts"]) and intent(event.get("text", ""))[0] == "unknown":
+            self._start(self._clean_thread_parent(chat, place, event.get("text", ""), request=event["ts"]))
         else:
             self._start(self._answer_words(chat, place, event.get("text", ""), otherwise=messages.SLACK_NO_IMAGE,
                                            request=event["ts"]))
@@ -143,6 +145,17 @@ class SlackBot:
         await self._react("remove", place, WORKING_REACTION)
         if all(outcome.ok for outcome in outcomes):
             await self._react("add", place, DONE_REACTION)
+
+    async def _clean_thread_parent(self, chat: ChatRef, place: Place, text: str, *, request: str) -> None:
+        """A mention without an image in a thread: "clean this" means the image the thread is about."""
+        assert place.thread_ts is not None
+        replies = await quietly(self.client.conversations_replies(channel=place.channel, ts=place.thread_ts,
+                                                                   limit=1))
+        parent = (replies or {}).get("messages") or [{}]
+        if files := parent[0].get("files"):
+            await self._clean_files(chat, place, files, request=request)
+        else:
+            await self._answer_words(chat, place, text, otherwise=messages.SLACK_NO_IMAGE)
 
     async def _clean_link(self, chat: ChatRef, place: Place, url: str, *, respond: AsyncRespond | None = None,
                           request: str | None = None) -> None:

@@ -95,6 +95,10 @@ class SlackReplies:
         if self._ts is not None:
             await quietly(self._client.chat_delete(channel=self._place.channel, ts=self._ts))
             self._ts = None
+        if self._respond is not None and self._shown:
+            # The private "Removing the watermark…" would stay under the posted result: take it back.
+            await quietly(self._respond(delete_original=True))
+            self._shown = ""
 
     async def say(self, text: str) -> None:
         """Turn the status message into this sentence (or post it); ephemeral for slash commands."""

@@ -275,7 +275,7 @@ def _clean(engine: MarkEngine, job: Job, report: Callable[[int], None]) -> tuple
             raise NotAnImage(kind)
         image = images.load(data)
         rgb, alpha, icc = images.to_array(image)
-        result = images.from_array(engine.clean(rgb, report), alpha, image.format, icc)
+        result = images.from_array(engine.clean(rgb, report), alpha, image.format, icc, like=image)
         path = job.target.with_name(f"{job.target.name}.{result.extension}")
         partial = path.with_name(path.name + ".part")
         try:

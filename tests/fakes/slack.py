@@ -11,7 +11,10 @@ What it speaks:
 - ``POST /upload/<file_id>``: the raw bytes of an upload (kept in ``fake.uploads`` once completed).
 - ``GET /files-pri/<team>-<file_id>/<name>``: a shared file, only for the bot token; anything else gets
   Slack's HTML sign-in page with status 200, as real Slack does when ``files:read`` is missing.
-- ``POST /commands/<id>``: a ``response_url`` (ephemeral answers to /unmark and the shortcut).
+- ``POST /commands/<id>``: a ``response_url`` (ephemeral answers to /unmark and the shortcut); a body with
+  ``replace_original`` or ``delete_original`` changes the last message posted there, as Slack does
+  (``fake.ephemeral_shown()`` is what the person still sees).
+- ``conversations.replies``: the messages of a thread people posted (``fake.post_as_person(event)``).
 - ``WS /link``: Socket Mode; ``fake.push(envelope)`` sends, ``fake.socket_acks`` holds the answers.
 
 Scripting: ``fake.add_file(data, name)`` shares a file and returns its object as events carry it;
@@ -131,6 +134,8 @@ class FakeSlack:
     messages: list[Message] = field(default_factory=list)
     ephemerals: list[dict[str, Any]] = field(default_factory=list)
     responses: list[dict[str, Any]] = field(default_factory=list)  # JSON posted to response_urls
+    _shown: dict[str, list[str]] = field(default_factory=dict)  # response_url → ephemeral texts still shown
+    people_messages: list[dict[str, Any]] = field(default_factory=list)  # what people posted (message events)
     reactions: list[tuple[str, str, str, str]] = field(default_factory=list)  # (add|remove, channel, ts, name)
     views: list[dict[str, Any]] = field(default_factory=list)  # views.publish parameters
     uploads: list[Upload] = field(default_factory=list)
@@ -182,6 +187,15 @@ class FakeSlack:
     def fail(self, method: str, error: str, *, times: int = 1) -> None:
         """Answer the next ``times`` calls of ``method`` with ``{"ok": false, "error": error}``."""
         self._faults.append(_Fault(method, times, 200, error))
+
+    def post_as_person(self, event: dict[str, Any]) -> dict[str, Any]:
+        """Keep a person's message (a ``message_event``) where conversations.replies can read it; returns it."""
+        self.people_messages.append(event)
+        return event
+
+    def ephemeral_shown(self) -> list[str]:
+        """The ephemeral answers (through response_urls) the person still sees, in the order posted."""
+        return [text for texts in self._shown.values() for text in texts]
 
     def called(self, method: str) -> list[Call]:
         """The calls of one Web API method, in order."""
@@ -317,7 +331,16 @@ class FakeSlack:
             "files.getUploadURLExternal": self._upload_url,
             "files.completeUploadExternal": self._complete_upload,
             "views.publish": self._publish_view,
+            "conversations.replies": self._thread,
         }
+
+    def _thread(self, p: dict[str, Any]) -> dict[str, Any]:
+        """The thread whose parent is ``ts``: the parent first, then its replies (or a lone message)."""
+        found = sorted((m for m in self.people_messages if m["channel"] == p.get("channel")
+                        and p.get("ts") in (m["ts"], m.get("thread_ts"))), key=lambda m: m["ts"])
+        if not found:
+            return {"ok": False, "error": "thread_not_found"}
+        return {"messages": found[:int(p.get("limit") or 1000)], "has_more": False}
 
     def _post_message(self, p: dict[str, Any]) -> dict[str, Any]:
         if not p.get("channel") or not (p.get("text") or p.get("blocks")):
@@ -419,7 +442,16 @@ class FakeSlack:
         return Response(file.data, media_type=file.mimetype)
 
     async def _response_url(self, request: Request) -> Response:
-        self.responses.append(await request.json())
+        body = await request.json()
+        self.responses.append(body)
+        shown = self._shown.setdefault(request.path_params["hook"], [])
+        if body.get("delete_original") in (True, "true"):
+            if shown:
+                shown.pop()
+        elif body.get("replace_original") in (True, "true") and shown:
+            shown[-1] = body.get("text", "")
+        else:
+            shown.append(body.get("text", ""))
         await self._notify()
         return PlainTextResponse("ok")
 
