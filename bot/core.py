@@ -9,7 +9,7 @@ import functools
 import logging
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -62,10 +62,25 @@ class _Resumed:
     counted: bool
 
 
+class _LinkClient:
+    """The HTTP client for typed links, made on first use: its TLS set-up costs 0.05 s that `unmark clean` on a
+    local file need not pay. It is closed with the stack that owns the service."""
+
+    def __init__(self, stack: contextlib.AsyncExitStack) -> None:
+        self._stack, self._client = stack, None
+
+    def __call__(self) -> httpx.AsyncClient:
+        if self._client is None:
+            self._client = httpx.AsyncClient(headers={"User-Agent": "unmark"})
+            self._stack.push_async_callback(self._client.aclose)
+        return self._client
+
+
 class Service:
     """Runs jobs: fetch → validate → dedupe → quota → remove → reply, and records each in the store."""
 
-    def __init__(self, *, usage: UsageStore, remover: Remover, settings: Settings, http: httpx.AsyncClient) -> None:
+    def __init__(self, *, usage: UsageStore, remover: Remover, settings: Settings,
+                 http: Callable[[], httpx.AsyncClient]) -> None:
         self.usage, self.remover, self.settings = usage, remover, settings
         self._http = http
         self._slots = asyncio.Semaphore(settings.concurrency)
@@ -223,7 +238,7 @@ class Service:
 
     async def _fetch_link(self, url: str) -> bytes:
         """Download a link a person typed, with the SSRF rules."""
-        return await fetch_link(self._http, url, allow_private=self.settings.allow_private_urls)
+        return await fetch_link(self._http(), url, allow_private=self.settings.allow_private_urls)
 
     async def usage_text(self, chat: ChatRef) -> str:
         """This chat's usage and what is left today, in words."""
@@ -299,5 +314,4 @@ async def open_service(settings: Settings, *, remover: Remover | None = None) ->
         usage = await stack.enter_async_context(UsageStore.open(settings.database))
         if remover is None:
             remover = await stack.enter_async_context(open_remover(settings))
-        http = await stack.enter_async_context(httpx.AsyncClient(headers={"User-Agent": "unmark"}))
-        yield Service(usage=usage, remover=remover, settings=settings, http=http)
+        yield Service(usage=usage, remover=remover, settings=settings, http=_LinkClient(stack))
