@@ -135,6 +135,9 @@ class Service:
             self._leave(job.chat, ticket)
             logger.info("a %s request was delivered again; its job was taken already", job.chat.platform)
             return Outcome(None, REDELIVERED)
+        if job.chat.platform in self._stopping:  # recorded, and nothing sent to a chat while we stop
+            self._leave(job.chat, ticket)
+            return Outcome(job_id, POSTPONED)
         return await self._run(job_id, job, ticket, resumed=None)
 
     async def _resume(self, stored: StoredJob, ticket: asyncio.Future[None]) -> Outcome:
@@ -157,7 +160,7 @@ class Service:
                 platform = self._platforms[job.chat.platform]
                 replies = await stack.enter_async_context(platform.replies(job))
                 await self._wait_turn(job.chat, ticket, replies)
-                if job.chat.platform in self._stopping:
+                if job.chat.platform in self._stopping:  # the stop came while this job waited its turn
                     error_code = POSTPONED
                     return Outcome(job_id, POSTPONED)
                 await stack.enter_async_context(self._slots)

@@ -247,6 +247,7 @@ async def test_jobs_taken_while_the_platform_stops_wait_for_the_next_start_in_or
         jobs = [job(jpeg(100 + i, 50)) for i in range(3)]
         outcomes = [await service.handle(j) for j in jobs]
         assert [o.error_code for o in outcomes] == ["postponed"] * 3 and remover.started == []
+        assert all(telegram.replies_of(j).events == [] for j in jobs)  # nothing said while stopping
     assert [r["state"] for r in rows(settings)] == ["queued"] * 3
 
     async with open_service(settings, remover=remover) as service:
