@@ -69,7 +69,7 @@ async def started(tg: FakeBotAPI) -> None:
 STATES: dict[str, tuple[Callable[[FakeBotAPI, FakePicWish], None], Callable[[FakeBotAPI, FakePicWish], bool]]] = {
     "downloading": (lambda tg, pw: tg.hang("file", 60), lambda tg, pw: bool(tg.calls_to("file"))),
     "waiting on PicWish's create": (lambda tg, pw: pw.hang("POST", TASKS_PATH, 60),
-                                    lambda tg, pw: posts(pw) == 1),
+                                    lambda tg, pw: len(pw.tasks) == 1),  # created; the answer is held
     "polling": (lambda tg, pw: (setattr(pw, "sync_returns_early", True), pw.script(*[2] * 5, 1)),
                 lambda tg, pw: any(r.method == "GET" and r.path.startswith(TASKS_PATH) for r in pw.requests)),
     "uploading the result": (lambda tg, pw: tg.hang("sendDocument", 60), lambda tg, pw: bool(tg.calls_to("sendDocument"))),

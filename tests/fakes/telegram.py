@@ -287,9 +287,9 @@ class FakeBotAPI:
         """The file can no longer be fetched, as when Telegram no longer serves an old file id."""
         del self.files[file_id]
 
-    async def _held(self, method: str, request: Request) -> bool:
-        """Wait out a hang() on ``method``; True if the client hung up meanwhile (the call then never happened)."""
-        seconds = self._hangs.pop(method, None)
+    @staticmethod
+    async def _held(seconds: float | None, request: Request) -> bool:
+        """Wait out a hang() of ``seconds``; True if the client hung up meanwhile (the call then never happened)."""
         if seconds is None:
             return False
         deadline = time.monotonic() + seconds
@@ -351,12 +351,13 @@ class FakeBotAPI:
     async def _method(self, request: Request) -> Response:
         call = Call(request.path_params["method"], {}, {}, time.monotonic())
         self.calls.append(call)
+        hang = self._hangs.pop(call.method.lower(), None)  # the call that arrives takes it, even if cut off mid-upload
         try:
             call.params, call.files = await _parameters(request)
         except ValueError as exc:
             return self._error(call, 400, f"Bad Request: {exc}")
         call.done_at = time.monotonic()
-        if await self._held(call.method.lower(), request):
+        if await self._held(hang, request):
             call.status = 499  # nginx's "client closed request": nothing was done
             return Response(status_code=499)
         if request.path_params["token"] != self.token:
@@ -380,7 +381,7 @@ class FakeBotAPI:
         path = request.path_params["path"]
         call = Call("file", {"path": path}, {}, time.monotonic(), done_at=time.monotonic())
         self.calls.append(call)
-        if await self._held("file", request):
+        if await self._held(self._hangs.pop("file", None), request):
             call.status = 499
             return Response(status_code=499)
         stored = next((f for f in self.files.values() if f.path == path), None)
