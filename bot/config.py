@@ -23,7 +23,8 @@ class Settings(BaseSettings):
     picwish_api_key: SecretStr | None = Field(None, validation_alias="PICWISH_API_KEY")
     picwish_api_url: str = Field(DEFAULT_PICWISH_URL, validation_alias="PICWISH_API_URL")
     picwish_timeout: float = Field(60.0, gt=0, validation_alias="PICWISH_TIMEOUT")
-    database: Path = Field(Path("unmark.sqlite3"), validation_alias="UNMARK_DATABASE")
+    # A SQLite file, or a postgresql:// URL that several processes share (the job queue then runs there).
+    database: str = Field("unmark.sqlite3", min_length=1, validation_alias="UNMARK_DATABASE")
     daily_limit: int = Field(50, ge=0, validation_alias="UNMARK_DAILY_LIMIT")
     concurrency: int = Field(4, ge=1, le=64, validation_alias="UNMARK_CONCURRENCY")
     admins: Annotated[frozenset[str], NoDecode] = Field(frozenset(), validation_alias="UNMARK_ADMINS")
@@ -64,6 +65,11 @@ class Settings(BaseSettings):
                 raise ValueError(f"expected platform:user_id, got {entry!r}")
         return frozenset(entries)
 
+    @field_validator("database", mode="before")
+    @classmethod
+    def _path_is_text(cls, value: Any) -> Any:
+        return str(value) if isinstance(value, os.PathLike) else value
+
     @field_validator("api_keys", mode="before")
     @classmethod
     def _parse_api_keys(cls, value: Any) -> tuple[str, ...]:
@@ -85,6 +91,11 @@ class Settings(BaseSettings):
     def _blank_is_unset(cls, value: Any) -> Any:
         # `PICWISH_API_KEY=` in a .env means "not set", not "an empty key".
         return None if isinstance(value, str) and not value.strip() else value
+
+    @property
+    def shared(self) -> bool:
+        """Jobs, quotas and the cache live in PostgreSQL, where any process on it may run any job."""
+        return self.database.startswith(("postgresql://", "postgres://"))
 
     @property
     def uses_picwish(self) -> bool:

@@ -1,20 +1,90 @@
-"""Open a SQLite file the way unmark runs every one: WAL, a busy timeout, rows by name, migrations applied."""
+"""Where unmark keeps its records: one SQLite file (the default), or PostgreSQL when processes share them.
+
+``Database`` is the small seam the stores write their queries against, in the SQL both dialects read (``?``
+placeholders, ``INSERT … ON CONFLICT``, ``COUNT(*) FILTER``); ``open_database`` picks the engine from the setting.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
+from typing import Any, Protocol
 
 import aiosqlite
 
 logger = logging.getLogger(__name__)
 
+Row = Mapping[str, Any]
+
+
+class Database(Protocol):
+    """Run a statement and read its rows; each call is its own transaction."""
+
+    dialect: str  # "sqlite" | "postgresql"
+
+    async def execute(self, sql: str, params: Sequence[Any] = (), *, serialize: str | None = None) -> int:
+        """Run one statement and return how many rows it changed.
+
+        Statements given the same ``serialize`` key run one at a time across every process sharing the database
+        (SQLite has one writer already; PostgreSQL takes a transaction-scoped advisory lock on the key).
+        """
+        ...
+
+    async def fetch_all(self, sql: str, params: Sequence[Any] = ()) -> list[Row]: ...
+
+    async def fetch_one(self, sql: str, params: Sequence[Any] = ()) -> Row | None: ...
+
+
+def is_postgres(target: str | Path) -> bool:
+    """Whether UNMARK_DATABASE names a PostgreSQL server rather than a SQLite file."""
+    return str(target).startswith(("postgresql://", "postgres://"))
+
+
+@contextlib.asynccontextmanager
+async def open_database(target: str | Path, migrations: Sequence[str], *, name: str,
+                        pool_size: int = 10) -> AsyncIterator[Database]:
+    """Connect to ``target`` (a SQLite path or a ``postgresql://`` URL), migrate, and close however we leave."""
+    if is_postgres(target):
+        # psycopg loads only for a shared database.
+        from bot.postgres import PostgresDatabase
+
+        async with PostgresDatabase.open(str(target), migrations, name=name, pool_size=pool_size) as db:
+            yield db
+        return
+    async with connect(target, migrations, name=name) as connection:
+        yield SqliteDatabase(connection)
+
+
+class SqliteDatabase:
+    """One aiosqlite connection; each statement commits at once."""
+
+    dialect = "sqlite"
+
+    def __init__(self, connection: aiosqlite.Connection) -> None:
+        self._db = connection
+
+    async def execute(self, sql: str, params: Sequence[Any] = (), *, serialize: str | None = None) -> int:
+        # One connection and one writer: a single statement is already atomic against every other.
+        cursor = await self._db.execute(sql, params)
+        await self._db.commit()
+        return cursor.rowcount
+
+    async def fetch_all(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        async with self._db.execute(sql, params) as cursor:
+            rows = await cursor.fetchall()
+        await self._db.commit()  # a RETURNING statement writes too
+        return [dict(row) for row in rows]
+
+    async def fetch_one(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
+        rows = await self.fetch_all(sql, params)
+        return rows[0] if rows else None
+
 
 @contextlib.asynccontextmanager
 async def connect(path: Path | str, migrations: Sequence[str], *, name: str) -> AsyncIterator[aiosqlite.Connection]:
-    """Connect, bring the schema up to date, and close however we leave."""
+    """Open a SQLite file the way unmark runs every one: WAL, a busy timeout, rows by name, migrations applied."""
     async with aiosqlite.connect(path) as db:
         db.row_factory = aiosqlite.Row
         await db.execute("PRAGMA journal_mode=WAL")

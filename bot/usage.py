@@ -1,4 +1,4 @@
-"""UsageStore: one SQLite file (WAL) with a row per job, daily quotas, stats and the one-hour result cache."""
+"""UsageStore: a row per job, daily quotas, stats and the one-hour result cache, in SQLite or PostgreSQL."""
 
 from __future__ import annotations
 
@@ -11,9 +11,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import aiosqlite
-
-from bot import database
+from bot.database import Database, Row, open_database
 from bot.errors import REFUSALS, QuotaExceeded
 from bot.images import Image
 from bot.jobs import ChatRef, ImageJob
@@ -75,6 +73,13 @@ MIGRATIONS: tuple[str, ...] = (
     -- Rows cut off before jobs were records cannot be run again.
     UPDATE jobs SET state = 'interrupted', error_code = 'interrupted' WHERE state IN ('queued', 'running');
     """,
+    """
+    -- The time each PicWish key may send its next request, shared by every process on one database.
+    CREATE TABLE rate_slots (
+        key     TEXT PRIMARY KEY,                   -- sha256 of the API key, never the key
+        next_at REAL NOT NULL
+    );
+    """,
 )
 
 
@@ -106,6 +111,7 @@ class StoredJob:
     sha256: str | None
     counted: bool  # already holds one of the chat's daily images
     delivered: bool  # the answer reached the chat; only the row was not closed
+    running: bool = False  # it had begun (it left the queue): its work may be half done
 
 
 def day_start(now: float) -> float:
@@ -114,75 +120,73 @@ def day_start(now: float) -> float:
 
 
 class UsageStore:
-    """Every job and its outcome, per chat, on one aiosqlite connection."""
+    """Every job and its outcome, per chat, in one database (see bot.database)."""
 
-    def __init__(self, db: aiosqlite.Connection) -> None:
-        self._db = db
+    def __init__(self, db: Database) -> None:
+        self.db = db
 
     @classmethod
     @contextlib.asynccontextmanager
-    async def open(cls, path: Path | str) -> AsyncIterator[UsageStore]:
+    async def open(cls, target: Path | str, *, pool_size: int = 10) -> AsyncIterator[UsageStore]:
         """Connect, migrate and close however we leave."""
-        async with database.connect(path, MIGRATIONS, name="usage database") as db:
+        async with open_database(target, MIGRATIONS, name="usage database", pool_size=pool_size) as db:
             yield cls(db)
 
     async def start(self, job: ImageJob, *, backend: str) -> int | None:
         """Record a new job, queued, with all it takes to run it again; None if its request was taken already."""
         chat = job.chat
-        cursor = await self._db.execute(
-            "INSERT OR IGNORE INTO jobs (platform, chat_id, user_id, backend, filename, source, answer_to, url,"
-            " size_announced, request, state, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?)",
+        row = await self.db.fetch_one(
+            "INSERT INTO jobs (platform, chat_id, user_id, backend, filename, source, answer_to, url,"
+            " size_announced, request, state, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?)"
+            " ON CONFLICT DO NOTHING RETURNING id",
             (chat.platform, chat.chat_id, chat.user_id, backend, job.filename, job.source, job.answer_to, job.url,
              job.size, job.request, time.time()),
         )
-        await self._db.commit()
-        return cursor.lastrowid if cursor.rowcount else None
+        return int(row["id"]) if row else None
 
     async def begin(self, job_id: int) -> None:
         """The job's turn has come: it leaves the queue."""
         now = time.time()
-        await self._db.execute(
+        await self.db.execute(
             "UPDATE jobs SET state = 'running', started_at = ?,"
             " queued_ms = CAST((? - created_at) * 1000 AS INTEGER) WHERE id = ?",
             (now, now, job_id),
         )
-        await self._db.commit()
 
     async def record_input(self, job_id: int, image: Image) -> None:
         """Remember what came in: hash and size."""
-        await self._db.execute(
+        await self.db.execute(
             "UPDATE jobs SET sha256 = ?, bytes_in = ?, width_in = ?, height_in = ? WHERE id = ?",
             (image.sha256, len(image.data), image.width, image.height, job_id),
         )
-        await self._db.commit()
 
     async def claim(self, job_id: int, chat: ChatRef, *, limit: int) -> None:
         """Take one of the chat's images for today, or raise QuotaExceeded; 0 means unlimited."""
         now = time.time()
         if limit == 0:
-            cursor = await self._db.execute("UPDATE jobs SET counted = 1 WHERE id = ?", (job_id,))
+            changed = await self.db.execute("UPDATE jobs SET counted = 1 WHERE id = ?", (job_id,))
         else:
-            # One statement, so two jobs of the same chat cannot both take the last image.
-            cursor = await self._db.execute(
+            # Count and take in one statement, serialized per chat, so two jobs of the same chat (in any two
+            # processes) cannot both take the last image.
+            changed = await self.db.execute(
                 "UPDATE jobs SET counted = 1 WHERE id = ? AND ("
                 " SELECT COUNT(*) FROM jobs WHERE platform = ? AND chat_id = ? AND counted = 1"
                 " AND state IN ('running', 'done') AND created_at >= ?) < ?",
                 (job_id, chat.platform, chat.chat_id, day_start(now), limit),
+                serialize=f"quota {chat.platform}:{chat.chat_id}",
             )
-        await self._db.commit()
-        if cursor.rowcount == 0:
+        if changed == 0:
             raise QuotaExceeded(limit, int(day_start(now) + DAY))
 
     async def set_task(self, job_id: int, task_id: str) -> None:
         """Keep PicWish's task id so a restart can resume instead of paying again."""
-        await self._db.execute("UPDATE jobs SET task_id = ? WHERE id = ?", (task_id, job_id))
-        await self._db.commit()
+        await self.db.execute("UPDATE jobs SET task_id = ? WHERE id = ?", (task_id, job_id))
 
     async def finish(self, job_id: int, *, error_code: str | None = None, result: Image | None = None,
                      cached: bool = False, api_ms: int | None = None) -> None:
         """Close the job's row: done with a result, or failed with the error's code."""
         now = time.time()
-        await self._db.execute(
+        await self.db.execute(
             "UPDATE jobs SET state = ?, error_code = ?, cached = ?, api_ms = ?, finished_at = ?,"
             " total_ms = CAST((? - created_at) * 1000 AS INTEGER),"
             " bytes_out = ?, width_out = ?, height_out = ? WHERE id = ?",
@@ -192,50 +196,45 @@ class UsageStore:
                 result.height if result else None, job_id,
             ),
         )
-        await self._db.commit()
 
     async def remember_result(self, sha256: str, result: Image) -> None:
         """Keep a result an hour so the same image sent again is answered without the API."""
         now = time.time()
-        await self._db.execute("DELETE FROM results WHERE created_at < ?", (now - RESULT_TTL,))
-        await self._db.execute(
-            "INSERT OR REPLACE INTO results (sha256, data, format, width, height, created_at, result_sha256)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+        await self.db.execute("DELETE FROM results WHERE created_at < ?", (now - RESULT_TTL,))
+        await self.db.execute(
+            "INSERT INTO results (sha256, data, format, width, height, created_at, result_sha256)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (sha256) DO UPDATE SET data = excluded.data,"
+            " format = excluded.format, width = excluded.width, height = excluded.height,"
+            " created_at = excluded.created_at, result_sha256 = excluded.result_sha256",
             (sha256, result.data, result.format, result.width, result.height, now, result.sha256),
         )
-        await self._db.commit()
 
     async def recent_result(self, sha256: str) -> Image | None:
         """The result for this input if it was cleaned within the hour."""
-        async with self._db.execute(
+        row = await self.db.fetch_one(
             "SELECT data, format, width, height, result_sha256 FROM results WHERE sha256 = ? AND created_at >= ?",
             (sha256, time.time() - RESULT_TTL),
-        ) as cursor:
-            row = await cursor.fetchone()
+        )
         if row is None:
             return None
-        return Image(data=row["data"], format=row["format"], width=row["width"], height=row["height"],
+        return Image(data=bytes(row["data"]), format=row["format"], width=row["width"], height=row["height"],
                      sha256=row["result_sha256"] or hashlib.sha256(row["data"]).hexdigest())
 
     async def delivered(self, job_id: int) -> None:
         """The answer reached the chat: a restart from here on closes the row and sends nothing again."""
-        await self._db.execute("UPDATE jobs SET delivered_at = ? WHERE id = ?", (time.time(), job_id))
-        await self._db.commit()
+        await self.db.execute("UPDATE jobs SET delivered_at = ? WHERE id = ?", (time.time(), job_id))
 
     async def unfinished(self, platform: str) -> list[StoredJob]:
         """The platform's jobs that a stop or a crash left queued or running, oldest first."""
-        async with self._db.execute(
+        rows = await self.db.fetch_all(
             "SELECT * FROM jobs WHERE platform = ? AND state IN ('queued', 'running') ORDER BY id", (platform,),
-        ) as cursor:
-            rows = await cursor.fetchall()
-        return [StoredJob(
-            job_id=row["id"],
-            job=ImageJob(chat=ChatRef(row["platform"], row["chat_id"], row["user_id"]), source=row["source"],
-                         answer_to=row["answer_to"], filename=row["filename"] or "image", size=row["size_announced"],
-                         url=row["url"], request=row["request"]),
-            created_at=row["created_at"], task_id=row["task_id"], sha256=row["sha256"], counted=bool(row["counted"]),
-            delivered=row["delivered_at"] is not None,
-        ) for row in rows]
+        )
+        return [_stored(row) for row in rows]
+
+    async def stored(self, job_id: int) -> StoredJob | None:
+        """The job's row if it is still queued or running; None once it is closed (or was never there)."""
+        row = await self.db.fetch_one("SELECT * FROM jobs WHERE id = ? AND state IN ('queued', 'running')", (job_id,))
+        return _stored(row) if row else None
 
     async def chat_usage(self, chat: ChatRef) -> Usage:
         """This chat's usage: today, last 30 days, all time, success rate, median time."""
@@ -250,12 +249,11 @@ class UsageStore:
 
     async def active_chats(self, days: int) -> int:
         """How many chats sent anything in the last ``days`` days."""
-        async with self._db.execute(
-            "SELECT COUNT(*) FROM (SELECT 1 FROM jobs WHERE created_at >= ? GROUP BY platform, chat_id)",
+        row = await self.db.fetch_one(
+            "SELECT COUNT(*) AS chats FROM (SELECT 1 FROM jobs WHERE created_at >= ? GROUP BY platform, chat_id) AS c",
             (time.time() - days * DAY,),
-        ) as cursor:
-            row = await cursor.fetchone()
-        return int(row[0]) if row else 0
+        )
+        return int(row["chats"]) if row else 0
 
     async def usage(self, *, platform: str | None = None, chat_id: str | None = None, days: int | None = None,
                     group_by_chat: bool = True) -> list[Usage]:
@@ -277,20 +275,20 @@ class UsageStore:
         # `today` counts what claim() counts, so /usage and the limit agree: cache answers cost nothing.
         query = f"""
             SELECT {columns},
-                   SUM(counted = 1 AND state IN ('running', 'done') AND created_at >= ?) AS today,
-                   SUM(cached = 1 AND state = 'done' AND created_at >= ?) AS cached_today,
-                   SUM(state = 'done' AND created_at >= ?) AS last_30_days,
-                   SUM(state = 'done') AS all_time,
-                   SUM(state IN ('failed', 'interrupted') AND COALESCE(error_code, '') NOT IN ({refusals})) AS failed,
-                   SUM(state = 'failed' AND error_code IN ({refusals})) AS refused,
+                   COUNT(*) FILTER (WHERE counted = 1 AND state IN ('running', 'done') AND created_at >= ?) AS today,
+                   COUNT(*) FILTER (WHERE cached = 1 AND state = 'done' AND created_at >= ?) AS cached_today,
+                   COUNT(*) FILTER (WHERE state = 'done' AND created_at >= ?) AS last_30_days,
+                   COUNT(*) FILTER (WHERE state = 'done') AS all_time,
+                   COUNT(*) FILTER (WHERE state IN ('failed', 'interrupted')
+                                    AND COALESCE(error_code, '') NOT IN ({refusals})) AS failed,
+                   COUNT(*) FILTER (WHERE state = 'failed' AND error_code IN ({refusals})) AS refused,
                    SUM(cached) AS cached
             FROM jobs WHERE {" AND ".join(where)} {grouping}
             ORDER BY last_30_days DESC, all_time DESC
         """
         today = day_start(now)
         codes = sorted(REFUSALS)
-        async with self._db.execute(query, (today, today, now - 30 * DAY, *codes, *codes, *params)) as cursor:
-            rows = await cursor.fetchall()
+        rows = await self.db.fetch_all(query, (today, today, now - 30 * DAY, *codes, *codes, *params))
         result = []
         for row in rows:
             done, failed = row["all_time"] or 0, row["failed"] or 0
@@ -309,10 +307,20 @@ class UsageStore:
         if platform is not None:
             where += " AND platform = ? AND chat_id = ?"
             params += [platform, chat_id]
-        async with self._db.execute(f"SELECT total_ms FROM jobs WHERE {where} AND total_ms IS NOT NULL",
-                                    params) as cursor:
-            times = [row[0] for row in await cursor.fetchall()]
+        rows = await self.db.fetch_all(f"SELECT total_ms FROM jobs WHERE {where} AND total_ms IS NOT NULL", params)
+        times = [row["total_ms"] for row in rows]
         return statistics.median(times) / 1000 if times else None
+
+
+def _stored(row: Row) -> StoredJob:
+    return StoredJob(
+        job_id=row["id"],
+        job=ImageJob(chat=ChatRef(row["platform"], row["chat_id"], row["user_id"]), source=row["source"],
+                     answer_to=row["answer_to"], filename=row["filename"] or "image", size=row["size_announced"],
+                     url=row["url"], request=row["request"]),
+        created_at=row["created_at"], task_id=row["task_id"], sha256=row["sha256"], counted=bool(row["counted"]),
+        delivered=row["delivered_at"] is not None, running=row["state"] == "running",
+    )
 
 
 def _state(error_code: str | None) -> str:

@@ -81,3 +81,20 @@ def pool() -> Iterator[WorkerPool]:
         yield workers
     finally:
         workers.close()
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """An empty PostgreSQL database for this test (skipped, with the reason, where no server answers)."""
+    from tests.postgres import fresh_database
+
+    with fresh_database() as url:
+        yield url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Each store test on both databases: the SQLite file a single process uses, and shared PostgreSQL."""
+    if request.param == "sqlite":
+        return str(tmp_path / "u.sqlite3")
+    return request.getfixturevalue("postgres_url")

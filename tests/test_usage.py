@@ -1,7 +1,10 @@
-"""UsageStore on a real SQLite file: migrations, job records, quotas, stats."""
+"""UsageStore on a real SQLite file and a real PostgreSQL database: migrations, job records, quotas, stats."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import itertools
 import sqlite3
 from pathlib import Path
 
@@ -42,8 +45,8 @@ async def test_a_failing_migration_leaves_the_version_unchanged(tmp_path: Path,
         assert "x" not in [row[1] for row in db.execute("PRAGMA table_info(jobs)")]
 
 
-async def test_quota_counts_only_successful_images_of_today(tmp_path: Path) -> None:
-    async with UsageStore.open(tmp_path / "u.sqlite3") as store:
+async def test_quota_counts_only_successful_images_of_today(database: str) -> None:
+    async with UsageStore.open(database) as store:
         first = await store.start(JOB, backend="local")
         await store.begin(first)
         await store.claim(first, CHAT, limit=2)
@@ -60,15 +63,15 @@ async def test_quota_counts_only_successful_images_of_today(tmp_path: Path) -> N
         assert caught.value.resets_at % usage.DAY == 0
         await store.claim(late, CHAT, limit=0)  # 0 = unlimited
         # Yesterday's images do not count today.
-        await store._db.execute("UPDATE jobs SET created_at = created_at - 86400")
+        await store.db.execute("UPDATE jobs SET created_at = created_at - 86400")
         other = await store.start(JOB, backend="local")
         await store.begin(other)
         await store.claim(other, CHAT, limit=2)
 
 
-async def test_chat_usage_reports_today_success_rate_and_median(tmp_path: Path) -> None:
+async def test_chat_usage_reports_today_success_rate_and_median(database: str) -> None:
     image = images.load(jpeg(100, 50))
-    async with UsageStore.open(tmp_path / "u.sqlite3") as store:
+    async with UsageStore.open(database) as store:
         for error in (None, None, "remover_down", "not_an_image", "unreadable_file"):
             job = await store.start(JOB, backend="picwish")
             await store.begin(job)
@@ -85,8 +88,8 @@ async def test_chat_usage_reports_today_success_rate_and_median(tmp_path: Path) 
         assert (await store.totals()).all_time == 2
 
 
-async def test_a_cut_off_job_is_read_back_as_the_record_it_was_started_with(tmp_path: Path) -> None:
-    path = tmp_path / "u.sqlite3"
+async def test_a_cut_off_job_is_read_back_as_the_record_it_was_started_with(database: str) -> None:
+    path = database
     async with UsageStore.open(path) as store:
         queued = await store.start(JOB, backend="local")
         running = await store.start(ImageJob.link(CHAT, "https://example.com/a/cat.png?x=1", answer_to="{}"),
@@ -105,13 +108,15 @@ async def test_a_cut_off_job_is_read_back_as_the_record_it_was_started_with(tmp_
                                                                      "task-1")
 
 
-async def test_a_request_is_recorded_once(tmp_path: Path) -> None:
+async def test_a_request_is_recorded_once(database: str) -> None:
     asked = ImageJob(CHAT, "F1", request="1700000000.000100")
-    async with UsageStore.open(tmp_path / "u.sqlite3") as store:
-        assert await store.start(asked, backend="local") == 1
+    async with UsageStore.open(database) as store:
+        first = await store.start(asked, backend="local")
         assert await store.start(asked, backend="local") is None  # Slack's retry of the same event
-        assert await store.start(ImageJob(CHAT, "F2", request="1700000000.000100"), backend="local") == 2
-        assert await store.start(ImageJob(CHAT, "F1"), backend="local") == 3  # typed again: a new request
+        second = await store.start(ImageJob(CHAT, "F2", request="1700000000.000100"), backend="local")
+        third = await store.start(ImageJob(CHAT, "F1"), backend="local")  # typed again: a new request
+        assert None not in (first, second, third) and first < second < third
+        assert [s.job.source for s in await store.unfinished("slack")] == ["F1", "F2", "F1"]
 
 
 async def test_rows_cut_off_before_jobs_were_records_are_closed_by_the_migration(tmp_path: Path,
@@ -130,21 +135,42 @@ async def test_rows_cut_off_before_jobs_were_records_are_closed_by_the_migration
         assert db.execute("SELECT state FROM jobs").fetchall() == [("interrupted",)]
 
 
-async def test_results_are_cached_for_an_hour(tmp_path: Path) -> None:
+async def test_results_are_cached_for_an_hour(database: str) -> None:
     image = images.load(jpeg(64, 64))
-    async with UsageStore.open(tmp_path / "u.sqlite3") as store:
+    async with UsageStore.open(database) as store:
         await store.remember_result("abc", image)
         assert (await store.recent_result("abc")) == image
-        await store._db.execute("UPDATE results SET created_at = created_at - 3601")
+        await store.db.execute("UPDATE results SET created_at = created_at - 3601")
         assert await store.recent_result("abc") is None
 
 
-async def test_days_keeps_only_chats_active_recently(tmp_path: Path) -> None:
-    async with UsageStore.open(tmp_path / "u.sqlite3") as store:
+async def test_days_keeps_only_chats_active_recently(database: str) -> None:
+    async with UsageStore.open(database) as store:
         for chat in (CHAT, ChatRef("slack", "T1/C2", "U1")):
             job = await store.start(ImageJob(chat, "photo.jpg"), backend="local")
             await store.finish(job)
-        await store._db.execute("UPDATE jobs SET created_at = created_at - 10 * 86400 WHERE chat_id = 'T1/C2'")
+        await store.db.execute("UPDATE jobs SET created_at = created_at - 10 * 86400 WHERE chat_id = 'T1/C2'")
         assert [u.chat_id for u in await store.usage(days=7)] == ["T1/C1"]
         assert len(await store.usage(days=30)) == 2
         assert (await store.active_chats(days=7), await store.active_chats(days=30)) == (1, 2)
+
+
+async def test_two_processes_at_a_chats_limit_never_take_more_than_it(postgres_url: str) -> None:
+    # Two stores are two processes' pools: each claim is its own connection, all at once.
+    async with UsageStore.open(postgres_url) as one, UsageStore.open(postgres_url) as other:
+        ids = [await one.start(ImageJob(CHAT, f"F{i}"), backend="picwish") for i in range(20)]
+        for job_id in ids:
+            await one.begin(job_id)
+        claims = await asyncio.gather(*(store.claim(job_id, CHAT, limit=5)
+                                        for store, job_id in zip(itertools.cycle((one, other)), ids)),
+                                      return_exceptions=True)
+        assert sum(claim is None for claim in claims) == 5
+        assert all(isinstance(claim, QuotaExceeded) for claim in claims if claim is not None)
+        assert (await other.chat_usage(CHAT)).today == 5
+
+
+async def test_processes_starting_together_migrate_the_database_once(postgres_url: str) -> None:
+    async with contextlib.AsyncExitStack() as stack:
+        stores = await asyncio.gather(*(stack.enter_async_context(UsageStore.open(postgres_url)) for _ in range(4)))
+        row = await stores[0].db.fetch_one("SELECT version FROM unmark_schema WHERE name = 'usage database'")
+        assert row == {"version": len(usage.MIGRATIONS)}
