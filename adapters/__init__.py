@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 from bot.config import Settings, SettingsError
 from bot.core import Service
@@ -56,3 +57,25 @@ def plan(settings: Settings, *, webhook: bool = False) -> list[Runner]:
     from adapters import shell
 
     return [shell.run]
+
+
+@contextlib.asynccontextmanager
+async def open_platforms(service: Service, settings: Settings) -> AsyncIterator[list[str]]:
+    """A worker's platforms (``unmark worker``): each configured chat platform, able to fetch a job's image and
+    answer it, receiving nothing (the web or run process receives). Yields their names."""
+    async with contextlib.AsyncExitStack() as stack:
+        names: list[str] = []
+        if settings.telegram_bot_token is not None:
+            from adapters.telegram.modes import open_sender
+
+            await stack.enter_async_context(open_sender(service, settings))
+            names.append("telegram")
+        if settings.slack_bot_token is not None:
+            from adapters.slack.modes import open_slack
+
+            await stack.enter_async_context(open_slack(service, settings))
+            names.append("slack")
+        if not names:
+            raise SettingsError("TELEGRAM_BOT_TOKEN or SLACK_BOT_TOKEN: a worker answers chats, and no chat "
+                                "platform is configured")
+        yield names

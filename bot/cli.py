@@ -92,11 +92,30 @@ def _run_async(coroutine) -> None:  # type: ignore[no-untyped-def]
         sys.exit(0)
 
 
-def _stop_on_sigterm() -> None:
-    """Platforms stop a process with SIGTERM: cancel the command's task, so adapters let running jobs finish."""
+def _stop_on_sigterm(*, first: asyncio.Task[None] | None = None) -> None:
+    """Platforms stop a process with SIGTERM: cancel the command's task, so adapters let running jobs finish.
+
+    ``first`` (a queue worker beside the adapters) is stopped before them: its running jobs answer through
+    the adapters' platforms, which must stay open until it has let them finish.
+    """
     task = asyncio.current_task()
     assert task is not None
-    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
+
+    def stop() -> None:
+        if first is None or first.done():
+            task.cancel()
+        else:
+            first.cancel()
+            first.add_done_callback(lambda _: task.cancel())
+
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop)
+
+
+def _needs_shared_database(settings: Settings, what: str) -> None:
+    if not settings.shared:
+        click.echo(f"unmark: bad setting UNMARK_DATABASE: {what} needs the shared job queue: set it to a "
+                   "postgresql:// URL (with a SQLite file, `unmark run` does the work itself)", err=True)
+        sys.exit(2)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -110,10 +129,15 @@ def main() -> None:
 @click.option("--overwrite", is_flag=True, help=OVERWRITE_HELP)
 @click.option("--webhook", is_flag=True,
               help="The web process: serve webhooks (TELEGRAM_WEBHOOK_URL) and GET /healthz on $PORT.")
-def run(out: Path, overwrite: bool, webhook: bool) -> None:
+@click.option("--no-work", is_flag=True,
+              help="With UNMARK_DATABASE=postgresql://…: only receive and queue images; `unmark worker` "
+                   "processes clean them.")
+def run(out: Path, overwrite: bool, webhook: bool, no_work: bool) -> None:
     """Start every platform configured in the environment; with none, a chat in this terminal."""
     # A terminal chat (no platform configured) is no place for INFO logs.
     settings = _settings(quiet=lambda s: not webhook and s.telegram_mode is None and s.slack_mode is None)
+    if no_work:
+        _needs_shared_database(settings, "--no-work")
 
     async def serve() -> None:
         from adapters import plan, shell  # the one place bot/ reaches into adapters
@@ -121,9 +145,12 @@ def run(out: Path, overwrite: bool, webhook: bool) -> None:
         from bot.core import open_service
 
         runners = plan(settings, webhook=webhook)
-        if shell.run not in runners:  # the shell's blocking stdin read would hold a graceful exit hostage
-            _stop_on_sigterm()
         async with open_service(settings) as service, asyncio.TaskGroup() as group:
+            # With PostgreSQL, the chats' images go to the shared queue; this process works it too, unless told not.
+            working = service.queue is not None and not no_work and shell.run not in runners
+            worker = group.create_task(service.work()) if working else None
+            if shell.run not in runners:  # the shell's blocking stdin read would hold a graceful exit hostage
+                _stop_on_sigterm(first=worker)
             for runner in runners:
                 if runner is shell.run:
                     group.create_task(shell.run(service, settings, out_dir=OutputFolder(out, overwrite=overwrite)))
@@ -131,6 +158,25 @@ def run(out: Path, overwrite: bool, webhook: bool) -> None:
                     group.create_task(runner(service, settings))
 
     _run_async(serve())
+
+
+@main.command()
+def worker() -> None:
+    """Clean the images in the shared queue (UNMARK_DATABASE=postgresql://…), answering in their chats."""
+    settings = _settings()
+    _needs_shared_database(settings, "`unmark worker`")
+
+    async def work() -> None:
+        from adapters import open_platforms  # the platforms it answers through
+
+        from bot.core import open_service
+
+        _stop_on_sigterm()
+        async with open_service(settings) as service, open_platforms(service, settings) as names:
+            logger.info("worker: cleaning queued images for %s", ", ".join(names))
+            await service.work()
+
+    _run_async(work())
 
 
 @main.command()

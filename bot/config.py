@@ -23,6 +23,8 @@ class Settings(BaseSettings):
     picwish_api_key: SecretStr | None = Field(None, validation_alias="PICWISH_API_KEY")
     picwish_api_url: str = Field(DEFAULT_PICWISH_URL, validation_alias="PICWISH_API_URL")
     picwish_timeout: float = Field(60.0, gt=0, validation_alias="PICWISH_TIMEOUT")
+    # Requests per second the key allows (PicWish's default is 2); every process on one database shares it.
+    picwish_qps: float = Field(2.0, gt=0, validation_alias="PICWISH_QPS")
     # A SQLite file, or a postgresql:// URL that several processes share (the job queue then runs there).
     database: str = Field("unmark.sqlite3", min_length=1, validation_alias="UNMARK_DATABASE")
     daily_limit: int = Field(50, ge=0, validation_alias="UNMARK_DAILY_LIMIT")
@@ -31,6 +33,8 @@ class Settings(BaseSettings):
     # Seconds running jobs get at SIGTERM before the process leaves them for its next start; platforms
     # send SIGKILL some seconds after SIGTERM (Heroku 30, Kubernetes 30, Fly 5 by default): stay under it.
     shutdown_grace: float = Field(20.0, ge=0, validation_alias="UNMARK_SHUTDOWN_GRACE")
+    # With PostgreSQL: a worker silent this long (killed, frozen, cut off) has its jobs handed to another.
+    stalled_after: float = Field(30.0, ge=1, validation_alias="UNMARK_STALLED_AFTER")
     allow_private_urls: bool = Field(False, validation_alias="UNMARK_ALLOW_PRIVATE_URLS")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", validation_alias="UNMARK_LOG_LEVEL")
     telegram_bot_token: SecretStr | None = Field(None, validation_alias="TELEGRAM_BOT_TOKEN")

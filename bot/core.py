@@ -11,7 +11,7 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
@@ -21,8 +21,12 @@ from bot.errors import FileUnavailable, Interrupted, UnmarkError
 from bot.images import Image
 from bot.jobs import ChatRef, ImageJob, Platform, Replies
 from bot.links import fetch_link
+from bot.picwish import PACING_MARGIN
 from bot.removers import Remover, Resumable, open_remover
 from bot.usage import RESULT_TTL, StoredJob, UsageStore
+
+if TYPE_CHECKING:
+    from bot.queue import JobQueue
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +48,8 @@ class Outcome:
 
 REDELIVERED = "redelivered"  # the platform delivered a request again; its first job answers it
 POSTPONED = "postponed"  # the platform is stopping: the job stays queued for the next start
+QUEUED = "queued"  # handed to the shared job queue: a worker answers it
+PLATFORM_WAIT = 30.0  # seconds a worker's job waits for its platform to finish starting
 
 
 @dataclass(slots=True)
@@ -80,12 +86,14 @@ class Service:
     """Runs jobs: fetch → validate → dedupe → quota → remove → reply, and records each in the store."""
 
     def __init__(self, *, usage: UsageStore, remover: Remover, settings: Settings,
-                 http: Callable[[], httpx.AsyncClient]) -> None:
+                 http: Callable[[], httpx.AsyncClient], queue: JobQueue | None = None) -> None:
         self.usage, self.remover, self.settings = usage, remover, settings
+        self.queue = queue  # with PostgreSQL: chat jobs go through it, to whichever worker is free
         self._http = http
         self._slots = asyncio.Semaphore(settings.concurrency)
         self._lanes: dict[tuple[str, str], _Lane] = {}
         self._platforms: dict[str, Platform] = {}
+        self._attached: dict[str, asyncio.Event] = {}  # set once the platform can fetch and answer
         self._stopping: set[str] = set()
 
     async def attach(self, platform: Platform) -> list[Coroutine[Any, Any, Outcome]]:
@@ -96,6 +104,12 @@ class Service:
         """
         self._register(platform)
         unfinished = await self.usage.unfinished(platform.name)
+        if self.queue is not None:  # the queue resumes what it holds; a job recorded but never queued joins it
+            queued = await self.queue.deferred([stored.job_id for stored in unfinished])
+            for stored in unfinished:
+                if stored.job_id not in queued:
+                    await self.queue.defer(stored.job_id, stored.job.chat)
+            return []
         if unfinished:
             logger.info("%s: %d job(s) left unfinished by the last stop go first", platform.name, len(unfinished))
         # No await between the places taken in line: each chat's order is the order of its rows.
@@ -115,6 +129,7 @@ class Service:
     def _register(self, platform: Platform) -> None:
         self._platforms[platform.name] = platform
         self._stopping.discard(platform.name)
+        self._attached.setdefault(platform.name, asyncio.Event()).set()
 
     def detach(self, platform: Platform) -> None:
         """The platform is stopping: its jobs that have not begun stay queued for the next start."""
@@ -135,10 +150,43 @@ class Service:
             self._leave(job.chat, ticket)
             logger.info("a %s request was delivered again; its job was taken already", job.chat.platform)
             return Outcome(None, REDELIVERED)
+        if self.queue is not None and job.chat.platform not in LOCAL_PLATFORMS:  # the terminal's folder is here
+            try:  # queued in the order the chat sent them: the queue keeps each chat's jobs in its own order
+                await ticket
+                await self.queue.defer(job_id, job.chat)
+            finally:
+                self._leave(job.chat, ticket)
+            return Outcome(job_id, QUEUED)
         if job.chat.platform in self._stopping:  # recorded, and nothing sent to a chat while we stop
             self._leave(job.chat, ticket)
             return Outcome(job_id, POSTPONED)
         return await self._run(job_id, job, ticket, resumed=None)
+
+    async def run_queued(self, job_id: int) -> Outcome:
+        """A worker's turn at a job from the queue: run it, or (run before and cut off) resume it.
+
+        The queue has already put it after its chat's earlier jobs. A row closed meanwhile is left alone.
+        """
+        stored = await self.usage.stored(job_id)
+        if stored is None:
+            return Outcome(job_id)
+        attached = self._attached.setdefault(stored.job.chat.platform, asyncio.Event())
+        try:  # a worker takes jobs while its platforms still start; one it cannot answer through goes back
+            await asyncio.wait_for(attached.wait(), PLATFORM_WAIT)
+        except TimeoutError:
+            logger.warning("job %d is for %s, which this process does not serve; handed back", job_id,
+                           stored.job.chat.platform)
+            return Outcome(job_id, POSTPONED)
+        ticket = self._line_up(stored.job.chat)
+        if stored.running or stored.delivered:  # another worker (or this one) began it: resume, never pay twice
+            return await self._resume(stored, ticket)
+        return await self._run(job_id, stored.job, ticket, resumed=None)
+
+    async def work(self) -> None:
+        """Run the queue's jobs until cancelled (``unmark worker``, and ``unmark run`` unless ``--no-work``)."""
+        assert self.queue is not None, "work() needs the shared database's queue"
+        await self.queue.work(self.run_queued, concurrency=self.settings.concurrency,
+                              grace=self.settings.shutdown_grace)
 
     async def _resume(self, stored: StoredJob, ticket: asyncio.Future[None]) -> Outcome:
         if stored.delivered:  # answered, then cut off before the row was closed: never answer twice
@@ -312,9 +360,21 @@ class Service:
 
 @contextlib.asynccontextmanager
 async def open_service(settings: Settings, *, remover: Remover | None = None) -> AsyncIterator[Service]:
-    """Open the store, the remover and the link downloader, and close all three however we leave."""
+    """Open the store, the remover and the link downloader (and with PostgreSQL the job queue and the shared
+    PicWish pacing), and close them all however we leave."""
     async with contextlib.AsyncExitStack() as stack:
-        usage = await stack.enter_async_context(UsageStore.open(settings.database))
+        # A pool big enough for every job at once, the queue's listener and its heartbeat.
+        usage = await stack.enter_async_context(UsageStore.open(settings.database, pool_size=settings.concurrency + 4))
+        queue, limiter = None, None
+        if settings.shared:
+            from bot.postgres import PostgresDatabase, SharedRateLimit
+            from bot.queue import JobQueue
+
+            assert isinstance(usage.db, PostgresDatabase)
+            queue = await stack.enter_async_context(JobQueue.open(usage.db, stalled_after=settings.stalled_after))
+            if settings.picwish_api_key is not None:
+                limiter = SharedRateLimit(usage.db, settings.picwish_api_key.get_secret_value(),
+                                          interval=PACING_MARGIN / settings.picwish_qps)
         if remover is None:
-            remover = await stack.enter_async_context(open_remover(settings))
-        yield Service(usage=usage, remover=remover, settings=settings, http=_LinkClient(stack))
+            remover = await stack.enter_async_context(open_remover(settings, limiter=limiter))
+        yield Service(usage=usage, remover=remover, settings=settings, http=_LinkClient(stack), queue=queue)

@@ -15,7 +15,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 from aiolimiter import AsyncLimiter
@@ -52,6 +52,15 @@ POLL_INTERVAL = 1.0  # PicWish's own advice
 POLL_DEADLINE = 60.0  # their 30 s processing cap plus room for queueing at state 0
 SYNC_TIMEOUT = 45.0  # a sync request should answer within the 30 s cap; past this we assume it dropped
 REQUESTS_PER_SECOND = 2.0  # PicWish's default QPS per key
+# One request per 1/qps seconds (plus 2 %), never a burst: PicWish counts any one-second window, and a bucket that
+# allows a burst of two would let a third request into the same window.
+PACING_MARGIN = 1.02
+
+
+class Limiter(Protocol):
+    """Waits until the next request may go: this process's own pacing, or one shared by processes."""
+
+    async def acquire(self) -> None: ...
 ATTEMPTS = 5  # one try plus four retries on 429 and 5xx
 BACKOFF = 0.5  # seconds; the base of the jittered exponential back-off
 MAX_RETRY_AFTER = 30.0
@@ -101,6 +110,7 @@ class PicWishClient:
         deadline: float = POLL_DEADLINE,
         sync_timeout: float = SYNC_TIMEOUT,
         requests_per_second: float | None = REQUESTS_PER_SECOND,
+        limiter: Limiter | None = None,
         attempts: int = ATTEMPTS,
         backoff: float = BACKOFF,
     ) -> None:
@@ -108,9 +118,9 @@ class PicWishClient:
         self._base = base_url.rstrip("/")
         self._own_http = http is None
         self._http = http or httpx.AsyncClient(timeout=httpx.Timeout(30.0, connect=10.0))
-        # One request per 1/qps seconds (plus 2 %), never a burst: PicWish counts any one-second window,
-        # and a bucket that allows a burst of two would let a third request into the same window.
-        self._limiter = AsyncLimiter(1, 1.02 / requests_per_second) if requests_per_second else None
+        if limiter is None and requests_per_second:
+            limiter = AsyncLimiter(1, PACING_MARGIN / requests_per_second)
+        self._limiter = limiter
         self.poll_interval, self.deadline, self.sync_timeout = poll_interval, deadline, sync_timeout
         self._attempts, self._backoff = attempts, backoff
 

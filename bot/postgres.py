@@ -30,7 +30,7 @@ _TYPES = (
     (re.compile(r"\bREAL\b"), "DOUBLE PRECISION"),
     (re.compile(r"\bBLOB\b"), "BYTEA"),
 )
-_MIGRATIONS_LOCK = "unmark migrations"
+MIGRATIONS_LOCK = "unmark migrations"
 
 
 def postgres_sql(script: str) -> str:
@@ -79,7 +79,7 @@ class PostgresDatabase:
     async def migrate(self, migrations: Sequence[str], *, name: str) -> int:
         """Apply what this database has not seen, all in one transaction under one advisory lock."""
         async with self.pool.connection() as conn, conn.transaction():
-            await conn.execute("SELECT pg_advisory_xact_lock(%s)", (lock_key(_MIGRATIONS_LOCK),))
+            await conn.execute("SELECT pg_advisory_xact_lock(%s)", (lock_key(MIGRATIONS_LOCK),))
             await conn.execute("CREATE TABLE IF NOT EXISTS unmark_schema (name TEXT PRIMARY KEY, version INTEGER NOT NULL)")
             cursor = await conn.execute("SELECT version FROM unmark_schema WHERE name = %s", (name,))
             row = await cursor.fetchone()

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 from bot import images
 from bot.config import Settings
 from bot.images import Image
-from bot.picwish import PicWishClient
+from bot.picwish import Limiter, PicWishClient
 
 if TYPE_CHECKING:  # onnxruntime loads only when the local engine is actually used
     from bot.engine import MarkEngine
@@ -76,13 +76,19 @@ class LocalRemover:
 
 
 @contextlib.asynccontextmanager
-async def open_remover(settings: Settings) -> AsyncIterator[Remover]:
-    """PicWish when a key is set, else the local engine (loaded now, so a broken model fails at start)."""
+async def open_remover(settings: Settings, *, limiter: Limiter | None = None) -> AsyncIterator[Remover]:
+    """PicWish when a key is set, else the local engine (loaded now, so a broken model fails at start).
+
+    ``limiter`` paces PicWish requests when processes share a key (bot.postgres.SharedRateLimit); without it
+    this process paces its own at PICWISH_QPS.
+    """
     if settings.picwish_api_key is not None:
         async with PicWishClient(
             settings.picwish_api_key.get_secret_value(),
             base_url=settings.picwish_api_url,
             deadline=settings.picwish_timeout,
+            requests_per_second=settings.picwish_qps,
+            limiter=limiter,
         ) as client:
             yield client
         return

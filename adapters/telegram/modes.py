@@ -105,6 +105,22 @@ async def open_webhook(service: Service, settings: Settings) -> AsyncIterator[Se
         yield [Route(path, receive_update, methods=["POST"])]
 
 
+@contextlib.asynccontextmanager
+async def open_sender(service: Service, settings: Settings) -> AsyncIterator[Application]:
+    """A worker's Telegram: the Bot API client, and the bot as the core's platform, receiving no updates."""
+    application = build_application(service, settings, webhook=True)
+    try:
+        await application.initialize()
+    except (InvalidToken, NetworkError) as exc:
+        await application.shutdown()
+        raise _start_up_error(exc) from None
+    try:
+        await bot_of(application).resume()  # the core may now answer Telegram jobs through it
+        yield application
+    finally:
+        await application.shutdown()
+
+
 def webhook_settings(settings: Settings) -> tuple[str, str, str]:
     """(the URL Telegram posts to, the route's path, the secret), or a SettingsError naming what is wrong.
 
