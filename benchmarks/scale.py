@@ -62,7 +62,7 @@ async def one_setup(name: str, workers: int, folder: Path) -> dict[str, float]:
     picwish.hang("POST", TASKS_PATH, TASK_SECONDS, times=10**6)
     chats = [tg.private_chat(tg.person(f"Person{n}")) for n in range(CHATS)]
     photos = [jpeg(640, 480, seed=n) for n in range(CHATS * PHOTOS)]  # made before the clock starts
-    async with contextlib.ExitStack() as databases, tg.running() as api_url, serve(picwish.app) as picwish_url:
+    async with contextlib.AsyncExitStack() as databases, tg.running() as api_url, serve(picwish.app) as picwish_url:
         env = {"TELEGRAM_BOT_TOKEN": TOKEN, "TELEGRAM_API_URL": api_url, "PICWISH_API_KEY": KEY,
                "PICWISH_API_URL": picwish_url, "PICWISH_QPS": str(KEY_QPS), "UNMARK_LOG_LEVEL": "WARNING",
                "UNMARK_CONCURRENCY": "4"}

@@ -15,6 +15,7 @@ from psycopg.rows import dict_row
 from tests.conftest import KEY, jpeg
 from tests.fakes.picwish import TASKS_PATH, FakePicWish
 from tests.fakes.servers import serve
+from tests.fakes.slack import FakeSlack
 from tests.fakes.telegram import TOKEN, FakeBotAPI
 from tests.processes import Unmark, unmark
 
@@ -134,3 +135,44 @@ async def test_a_worker_needs_the_shared_database(env: dict[str, str]) -> None:
     assert process.process.returncode == 2
     assert "UNMARK_DATABASE" in err and "postgresql://" in err and "Traceback" not in err
 
+
+
+async def test_a_stopped_receiver_that_works_finishes_its_images_and_leaves_the_rest_queued(
+        tg: FakeBotAPI, picwish: FakePicWish, env: dict[str, str], postgres_url: str) -> None:
+    picwish.hang("POST", TASKS_PATH, 1.0, times=100)
+    chat = tg.private_chat()
+    async with unmark("run", env=env) as bot:  # on PostgreSQL, without --no-work: it receives and cleans
+        await tg.wait_for(lambda: tg.calls_to("getUpdates"), timeout=START_TIMEOUT, what="the bot")
+        sent = [tg.send_photo(chat, jpeg(320, 240, seed=i))["message_id"] for i in range(6)]
+        await tg.wait_for(lambda: tg.documents(chat), timeout=60, what="the first answer")
+        err = await bot.stop()  # SIGTERM: its worker stops first, while the chat platforms can still answer
+    assert bot.process.returncode == 0 and "Traceback" not in err, err
+    assert len(tg.documents(chat)) < 6
+    assert "queued" in {r["state"] for r in rows(postgres_url)}
+
+    async with unmark("worker", env=env) as worker:
+        await tg.wait_for(lambda: len(tg.documents(chat)) >= 6, timeout=60, what="the rest, from a worker")
+        err = await worker.stop()
+    assert worker.process.returncode == 0, err
+    assert answered(tg, chat) == sent
+    assert [r["state"] for r in rows(postgres_url)] == ["done"] * 6
+
+
+async def test_slack_images_are_queued_by_the_receiver_and_answered_by_a_worker_in_their_thread(
+        picwish: FakePicWish, postgres_url: str) -> None:
+    fake = FakeSlack()
+    async with fake.serving(), serve(picwish.app) as picwish_url:
+        env = {"SLACK_BOT_TOKEN": fake.bot_token, "SLACK_APP_TOKEN": fake.app_token, "SLACK_API_URL": fake.api_url,
+               "PICWISH_API_KEY": KEY, "PICWISH_API_URL": picwish_url, "UNMARK_DATABASE": postgres_url}
+        async with cluster(env, workers=1):
+            await fake.wait_for(lambda: bool(fake.called("apps.connections.open")), timeout=START_TIMEOUT)
+            event = fake.mention_event(channel="C0GENERAL", files=[fake.add_file(jpeg(seed=3), "poster.jpg")],
+                                       thread_ts="1700000000.000100")
+            await fake.push(fake.socket_envelope(fake.event_callback(event)))
+            await fake.wait_for(lambda: bool(fake.uploads), timeout=60)
+
+    [upload] = fake.uploads
+    assert (upload.channel, upload.thread_ts, upload.filename) == ("C0GENERAL", "1700000000.000100",
+                                                                   "poster-clean.jpg")
+    assert upload.initial_comment.startswith("Watermark removed in ")
+    assert [(r["platform"], r["state"]) for r in rows(postgres_url)] == [("slack", "done")]
