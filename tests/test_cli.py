@@ -114,3 +114,24 @@ async def test_a_bad_setting_stops_start_up_with_one_line(name: str, value: str)
     status, out, err = await unmark("run", env={name: value}, stdin=b"")
     assert status == 2
     assert err.strip().count("\n") == 0 and err.startswith(f"unmark: bad setting {name}: ")
+
+
+async def test_run_no_work_needs_the_shared_database_and_says_so() -> None:
+    status, _, err = await unmark("run", "--no-work", env={"UNMARK_DATABASE": "unmark.sqlite3"})
+    assert status == 2
+    assert err.startswith("unmark: bad setting UNMARK_DATABASE: --no-work needs the shared job queue")
+    assert "postgresql://" in err and "Traceback" not in err
+
+
+async def test_unmark_usage_reads_a_postgresql_database(postgres_url: str) -> None:
+    from bot.jobs import ChatRef, ImageJob
+    from bot.usage import UsageStore
+
+    async with UsageStore.open(postgres_url) as store:
+        job = await store.start(ImageJob(ChatRef("telegram", "42", "7"), "file-1"), backend="picwish")
+        assert job is not None
+        await store.finish(job)
+    status, out, err = await unmark("usage", "--json", env={"UNMARK_DATABASE": postgres_url})
+    assert status == 0, err
+    [row] = json.loads(out)
+    assert (row["platform"], row["chat_id"], row["all_time"]) == ("telegram", "42", 1)
