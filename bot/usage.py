@@ -75,6 +75,10 @@ MIGRATIONS: tuple[str, ...] = (
     -- Rows cut off before jobs were records cannot be run again.
     UPDATE jobs SET state = 'interrupted', error_code = 'interrupted' WHERE state IN ('queued', 'running');
     """,
+    """
+    -- The person's language as their platform said it, so a job finished after a restart answers in it too.
+    ALTER TABLE jobs ADD COLUMN language TEXT;
+    """,
 )
 
 
@@ -131,9 +135,10 @@ class UsageStore:
         chat = job.chat
         cursor = await self._db.execute(
             "INSERT OR IGNORE INTO jobs (platform, chat_id, user_id, backend, filename, source, answer_to, url,"
-            " size_announced, request, state, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?)",
+            " size_announced, request, language, state, created_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?)",
             (chat.platform, chat.chat_id, chat.user_id, backend, job.filename, job.source, job.answer_to, job.url,
-             job.size, job.request, time.time()),
+             job.size, job.request, job.language, time.time()),
         )
         await self._db.commit()
         return cursor.lastrowid if cursor.rowcount else None
@@ -232,7 +237,7 @@ class UsageStore:
             job_id=row["id"],
             job=ImageJob(chat=ChatRef(row["platform"], row["chat_id"], row["user_id"]), source=row["source"],
                          answer_to=row["answer_to"], filename=row["filename"] or "image", size=row["size_announced"],
-                         url=row["url"], request=row["request"]),
+                         url=row["url"], request=row["request"], language=row["language"] or ""),
             created_at=row["created_at"], task_id=row["task_id"], sha256=row["sha256"], counted=bool(row["counted"]),
             delivered=row["delivered_at"] is not None,
         ) for row in rows]
