@@ -15,6 +15,7 @@ from bot import messages
 from bot.config import Settings
 from bot.core import Service
 from bot.errors import UnreadableFile
+from bot.i18n import ENGLISH, Translations
 from bot.jobs import ChatRef, ImageJob
 from bot.links import looks_like_link
 from bot.outputs import OutputFolder
@@ -30,8 +31,9 @@ class ShellReplies:
     """
 
     def __init__(self, out_dir: Path | OutputFolder, *, stream: TextIO = sys.stdout,
-                 status: TextIO | None = None) -> None:
+                 status: TextIO | None = None, tr: Translations = ENGLISH) -> None:
         self.out = out_dir if isinstance(out_dir, OutputFolder) else OutputFolder(out_dir)
+        self.tr = tr  # the terminal's language
         self.stream = stream
         self.status = status  # None: keep quiet while working (a progress bar owns the terminal)
         self.saved: list[Path] = []
@@ -48,7 +50,7 @@ class ShellReplies:
         """Write the result into the output folder under a name no other result has, and say which."""
         path = await asyncio.to_thread(self.out.save, filename, data)
         self.saved.append(path)
-        await self.say(f"{caption} Saved {path}")
+        await self.say(messages.saved(caption, path, tr=self.tr))
 
     async def say(self, text: str) -> None:
         """Print one line, ending any status line first."""
@@ -79,17 +81,21 @@ class LocalPlatform:
         yield self._make_replies(job)
 
 
-def job_for(chat: ChatRef, text: str, *, out_dir: Path) -> ImageJob:
-    """A typed line is a link or a path; its result goes to ``out_dir``. A file's size is checked before it is read."""
+def job_for(chat: ChatRef, text: str, *, out_dir: Path, language: str = "") -> ImageJob:
+    """A typed line is a link or a path; its result goes to ``out_dir``. A file's size is checked before it is read.
+
+    ``language`` is the terminal's (``bot.config.terminal_language``).
+    """
     text = text.strip()
     if looks_like_link(text):
-        return ImageJob.link(chat, text, answer_to=str(out_dir))
+        return ImageJob.link(chat, text, answer_to=str(out_dir), language=language)
     path = typed_path(text)
     try:
         size: int | None = path.stat().st_size
     except OSError:
         size = None
-    return ImageJob(chat=chat, source=str(path), answer_to=str(out_dir), filename=path.name, size=size)
+    return ImageJob(chat=chat, source=str(path), answer_to=str(out_dir), filename=path.name, size=size,
+                    language=language)
 
 
 def _is_a_path(text: str) -> bool:
@@ -108,15 +114,19 @@ def local_chat(platform: str) -> ChatRef:
 
 
 async def run(service: Service, settings: Settings, *, out_dir: Path | OutputFolder = DEFAULT_OUT,
-              stdin: TextIO = sys.stdin, stdout: TextIO = sys.stdout) -> None:
-    """Read paths, links and commands line by line until /quit or end of input (pipes work too)."""
+              stdin: TextIO = sys.stdin, stdout: TextIO = sys.stdout, language: str = "") -> None:
+    """Read paths, links and commands line by line until /quit or end of input (pipes work too).
+
+    ``language`` is the terminal's (``bot.config.terminal_language``): every line is said in it.
+    """
     chat = local_chat("shell")
-    replies = ShellReplies(out_dir, stream=stdout, status=stdout)
+    tr = service.translations(language)
+    replies = ShellReplies(out_dir, stream=stdout, status=stdout, tr=tr)
     platform = LocalPlatform("shell", lambda job: replies)  # one session, one output folder: names never clash
-    await replies.say(messages.SHELL_HINT)
-    await replies.say(messages.SHELL_HELP)
+    await replies.say(tr.gettext(messages.SHELL_HINT))
+    await replies.say(tr.gettext(messages.SHELL_HELP))
     if left := await service.attach_anew(platform):
-        await replies.say(messages.unfinished([job.source for job in left]))
+        await replies.say(messages.unfinished([job.source for job in left], tr=tr))
     while True:
         if stdin.isatty():
             stdout.write("unmark> ")
@@ -131,12 +141,12 @@ async def run(service: Service, settings: Settings, *, out_dir: Path | OutputFol
             case "/quit" | "/exit":
                 break
             case "/help" | "/start":
-                await replies.say(messages.SHELL_HELP)
+                await replies.say(tr.gettext(messages.SHELL_HELP))
             case "/usage":
-                await replies.say(await service.usage_text(chat))
+                await replies.say(await service.usage_text(chat, language=language))
             case "/stats":
-                await replies.say(await service.stats_text(chat))
+                await replies.say(await service.stats_text(chat, language=language))
             case command if command.startswith("/") and not _is_a_path(text):
-                await replies.say(messages.NOT_A_COMMAND)
+                await replies.say(tr.gettext(messages.NOT_A_COMMAND))
             case _:
-                await service.handle(job_for(chat, text, out_dir=replies.out.path))
+                await service.handle(job_for(chat, text, out_dir=replies.out.path, language=language))

@@ -15,7 +15,7 @@ from typing import Literal
 import click
 from pydantic import SecretStr
 
-from bot.config import Settings, SettingsError, load_settings
+from bot.config import Settings, SettingsError, load_settings, terminal_language
 from bot.errors import EngineBroken
 from bot.outputs import OutputFolder
 
@@ -153,7 +153,8 @@ def run(out: Path, overwrite: bool, webhook: bool, no_work: bool) -> None:
                 _stop_on_sigterm(first=worker)
             for runner in runners:
                 if runner is shell.run:
-                    group.create_task(shell.run(service, settings, out_dir=OutputFolder(out, overwrite=overwrite)))
+                    group.create_task(shell.run(service, settings, out_dir=OutputFolder(out, overwrite=overwrite),
+                                                language=terminal_language()))
                 else:
                     group.create_task(runner(service, settings))
 
@@ -200,14 +201,17 @@ def clean(sources: tuple[str, ...], out: Path, overwrite: bool) -> None:
         chat = local_chat("cli")
         folder = OutputFolder(out, overwrite=overwrite)  # one for every argument: their results never clash
         several = len(sources) > 1
+        language = terminal_language()
         async with open_service(settings) as service:
+            tr = service.translations(language)
             with tqdm(total=len(sources), unit="image", disable=not several, file=sys.stderr) as bar:
                 platform = LocalPlatform("cli", lambda job: ShellReplies(
-                    folder, stream=_TqdmLines(bar, prefix=f"{job.source}: "), status=None if several else sys.stderr))
+                    folder, stream=_TqdmLines(bar, prefix=messages.labelled(job.source, "", tr=tr)),
+                    status=None if several else sys.stderr, tr=tr))
                 if left := await service.attach_anew(platform):
-                    bar.write(messages.unfinished([job.source for job in left]), file=sys.stderr)
+                    bar.write(messages.unfinished([job.source for job in left], tr=tr), file=sys.stderr)
                 for source in sources:
-                    outcome = await service.handle(job_for(chat, source, out_dir=folder.path))
+                    outcome = await service.handle(job_for(chat, source, out_dir=folder.path, language=language))
                     failures += not outcome.ok
                     bar.update()
 

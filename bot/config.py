@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from bot import i18n
 
 DEFAULT_PICWISH_URL = "https://techhk.aoscdn.com"
 # The person at the terminal (the shell chat, `unmark clean`) runs the bot: they are its operator, not a stranger
@@ -37,6 +40,8 @@ class Settings(BaseSettings):
     stalled_after: float = Field(30.0, ge=1, validation_alias="UNMARK_STALLED_AFTER")
     allow_private_urls: bool = Field(False, validation_alias="UNMARK_ALLOW_PRIVATE_URLS")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", validation_alias="UNMARK_LOG_LEVEL")
+    # Everybody reads this language, whatever their platform or terminal says (unset: each person their own).
+    language: str | None = Field(None, validation_alias="UNMARK_LANGUAGE")
     telegram_bot_token: SecretStr | None = Field(None, validation_alias="TELEGRAM_BOT_TOKEN")
     telegram_api_url: str = Field("https://api.telegram.org", validation_alias="TELEGRAM_API_URL")
     telegram_webhook_url: str | None = Field(None, validation_alias="TELEGRAM_WEBHOOK_URL")
@@ -81,6 +86,16 @@ class Settings(BaseSettings):
         entries = value.split(",") if isinstance(value, str) else value or ()
         keys = (e.get_secret_value() if isinstance(e, SecretStr) else str(e) for e in entries)
         return tuple(key.strip() for key in keys if key.strip())
+
+    @field_validator("language", mode="before")
+    @classmethod
+    def _known_language(cls, value: Any) -> str | None:
+        """A language unmark has a catalog for, as any platform would name it (``zh``, ``zh-CN``); blank is unset."""
+        if value is None or not str(value).strip():
+            return None
+        if i18n.match(str(value)) is None:
+            raise ValueError(f"no translation for {value!r}; choose from {', '.join(sorted(i18n.available().values()))}")
+        return str(value).strip()
 
     @field_validator("picwish_api_url", "telegram_api_url", "slack_api_url", "telegram_webhook_url", "public_url")
     @classmethod
@@ -127,6 +142,13 @@ class Settings(BaseSettings):
     def is_admin(self, platform: str, user_id: str) -> bool:
         """Whether this user may see global stats and is exempt from the daily limit."""
         return f"{platform}:{user_id}" in self.admins
+
+
+def terminal_language(environ: Mapping[str, str] | None = None) -> str:
+    """The terminal's language (the shell chat, `unmark clean`) as POSIX reads it: the first of LC_ALL, LC_MESSAGES
+    and LANG that is set and not blank. Not a setting: it belongs to the terminal, not to the deployment."""
+    environ = os.environ if environ is None else environ
+    return next((value for name in ("LC_ALL", "LC_MESSAGES", "LANG") if (value := environ.get(name, "").strip())), "")
 
 
 class SettingsError(Exception):

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from bot import images, messages
+from bot import i18n, images, messages
 from bot.config import LOCAL_PLATFORMS, Settings
 from bot.errors import FileUnavailable, Interrupted, UnmarkError
 from bot.images import Image
@@ -207,7 +207,8 @@ class Service:
                 stack.callback(self._leave, job.chat, ticket)  # however the job ends, the next one's turn comes
                 platform = self._platforms[job.chat.platform]
                 replies = await stack.enter_async_context(platform.replies(job))
-                await self._wait_turn(job.chat, ticket, replies)
+                tr = self.translations(job.language)
+                await self._wait_turn(job.chat, ticket, replies, tr)
                 if job.chat.platform in self._stopping:  # the stop came while this job waited its turn
                     error_code = POSTPONED
                     return Outcome(job_id, POSTPONED)
@@ -217,16 +218,16 @@ class Service:
                 try:
                     if expired:
                         raise Interrupted("older than an hour at the restart")
-                    result, cached, api_ms = await self._work(job_id, job, replies, platform, resumed)
+                    result, cached, api_ms = await self._work(job_id, job, replies, platform, resumed, tr)
                     error_code = None
                 except UnmarkError as error:
                     error_code = error.code
                     logger.info("job %d ended with %s (%s)", job_id, error.code, error)
                     at_terminal = job.chat.platform in LOCAL_PLATFORMS  # the person there is the operator
-                    await self._safely(replies.say(messages.describe(error, operator=at_terminal)))
+                    await self._safely(replies.say(messages.describe(error, operator=at_terminal, tr=tr)))
                 except Exception:
                     logger.exception("job %d failed unexpectedly", job_id)
-                    await self._safely(replies.say(messages.INTERNAL_ERROR))
+                    await self._safely(replies.say(tr.gettext(messages.INTERNAL_ERROR)))
         except asyncio.CancelledError:
             error_code = POSTPONED  # a stop outran the grace period: the next start finishes the job
             raise
@@ -238,13 +239,13 @@ class Service:
         return Outcome(job_id, error_code, result, cached)
 
     async def _work(self, job_id: int, job: ImageJob, replies: Replies, platform: Platform,
-                    resumed: _Resumed | None) -> tuple[Image, bool, int | None]:
+                    resumed: _Resumed | None, tr: i18n.Translations) -> tuple[Image, bool, int | None]:
         started = time.perf_counter()
         if resumed is not None and resumed.task_id and resumed.sha256 and isinstance(self.remover, Resumable):
             # PicWish has the image already: poll the task a restart cut off, at no second charge.
-            await replies.progress(messages.WORKING)
-            result = await self.remover.resume(resumed.task_id, progress=self._progress_for(replies))
-            return await self._deliver(job_id, job, replies, resumed.sha256, result, started)
+            await replies.progress(tr.gettext(messages.WORKING))
+            result = await self.remover.resume(resumed.task_id, progress=self._progress_for(replies, tr))
+            return await self._deliver(job_id, job, replies, resumed.sha256, result, started, tr)
 
         images.check_announced_size(job.size)  # before downloading a byte
         try:
@@ -259,7 +260,7 @@ class Service:
         previous = await self.usage.recent_result(image.sha256)
         if previous is not None:  # the same image within the hour: free, instant, no API call
             await replies.send_image(previous.data, images.result_filename(job.filename, previous),
-                                     messages.done_caption(0, cached=True))
+                                     messages.done_caption(0, cached=True, tr=tr))
             await self.usage.delivered(job_id)
             return previous, True, None
 
@@ -267,21 +268,21 @@ class Service:
             exempt = self.settings.is_admin(job.chat.platform, job.chat.user_id)
             limit = 0 if exempt else self.settings.daily_limit_for(job.chat.platform)
             await self.usage.claim(job_id, job.chat, limit=limit)
-        await replies.progress(messages.WORKING)
+        await replies.progress(tr.gettext(messages.WORKING))
         result = await self.remover.remove(
             image,
-            progress=self._progress_for(replies),
+            progress=self._progress_for(replies, tr),
             on_task=functools.partial(self.usage.set_task, job_id),
             # PicWish may fetch a typed link itself only if it would see exactly the bytes we checked.
             source_url=job.url if image.data is raw else None,
         )
-        return await self._deliver(job_id, job, replies, image.sha256, result, started)
+        return await self._deliver(job_id, job, replies, image.sha256, result, started, tr)
 
     async def _deliver(self, job_id: int, job: ImageJob, replies: Replies, sha256: str, result: Image,
-                       started: float) -> tuple[Image, bool, int | None]:
+                       started: float, tr: i18n.Translations) -> tuple[Image, bool, int | None]:
         api_ms = int((time.perf_counter() - started) * 1000)
         await replies.send_image(result.data, images.result_filename(job.filename, result),
-                                 messages.done_caption(time.perf_counter() - started))
+                                 messages.done_caption(time.perf_counter() - started, tr=tr))
         await self.usage.delivered(job_id)  # at once: from here a restart must not answer again
         # Cached after the person has it: a multi-MB write need not delay their answer.
         await self.usage.remember_result(sha256, result)
@@ -291,23 +292,29 @@ class Service:
         """Download a link a person typed, with the SSRF rules."""
         return await fetch_link(self._http(), url, allow_private=self.settings.allow_private_urls)
 
-    async def usage_text(self, chat: ChatRef) -> str:
-        """This chat's usage and what is left today, in words."""
+    def translations(self, language: str) -> i18n.Translations:
+        """What a person whose platform or terminal names ``language`` reads (UNMARK_LANGUAGE, if set, for all)."""
+        return i18n.translations(language, forced=self.settings.language)
+
+    async def usage_text(self, chat: ChatRef, *, language: str = "") -> str:
+        """This chat's usage and what is left today, in words (in ``language``)."""
         usage = await self.usage.chat_usage(chat)
         return messages.usage_summary(
             today=usage.today, cached_today=usage.cached_today, limit=self.settings.daily_limit_for(chat.platform),
             exempt=self.settings.is_admin(chat.platform, chat.user_id), last_30_days=usage.last_30_days,
             all_time=usage.all_time, success_rate=usage.success_rate, median_seconds=usage.median_seconds,
+            tr=self.translations(language),
         )
 
-    async def stats_text(self, chat: ChatRef) -> str:
-        """Global usage for admins; others are told it is for admins only."""
+    async def stats_text(self, chat: ChatRef, *, language: str = "") -> str:
+        """Global usage for admins; others are told it is for admins only (in ``language``)."""
+        tr = self.translations(language)
         if not self.settings.is_admin(chat.platform, chat.user_id):
-            return messages.ADMINS_ONLY
+            return tr.gettext(messages.ADMINS_ONLY)
         totals = await self.usage.totals()
         chats = await self.usage.active_chats(days=30)
         return messages.global_summary(totals.today, totals.last_30_days, totals.all_time, totals.failed,
-                                       totals.cached, chats, totals.median_seconds)
+                                       totals.cached, chats, totals.median_seconds, tr=tr)
 
     def _line_up(self, chat: ChatRef) -> asyncio.Future[None]:
         """Take the next place in the chat's line; the ticket is resolved when the job's turn comes."""
@@ -331,21 +338,22 @@ class Service:
         else:
             del self._lanes[key]
 
-    async def _wait_turn(self, chat: ChatRef, ticket: asyncio.Future[None], replies: Replies) -> None:
+    async def _wait_turn(self, chat: ChatRef, ticket: asyncio.Future[None], replies: Replies,
+                         tr: i18n.Translations) -> None:
         """Wait for this chat's earlier jobs, telling the chat its place."""
         if not ticket.done():
             place = self._lanes[(chat.platform, chat.chat_id)].line.index(ticket) + 1
-            await self._safely(replies.progress(messages.queued(place)))
+            await self._safely(replies.progress(messages.queued(place, tr=tr)))
         await ticket
 
-    def _progress_for(self, replies: Replies):  # type: ignore[no-untyped-def]
+    def _progress_for(self, replies: Replies, tr: i18n.Translations):  # type: ignore[no-untyped-def]
         last = -1
 
         async def report(percent: int) -> None:
             nonlocal last
             if percent != last:  # pollers repeat themselves; the chat hears each step once
                 last = percent
-                await replies.progress(messages.progress(percent))
+                await replies.progress(messages.progress(percent, tr=tr))
 
         return report
 

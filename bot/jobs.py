@@ -31,6 +31,8 @@ class ImageJob:
     - ``request``: the platform's id of the message or event that asked, when the platform may deliver it
       again (Telegram after a crash, Slack's retries): a job is taken once per request and source.
     - ``url``: a link the person typed. The core fetches it, and it is the one kind of URL PicWish may see.
+    - ``language``: the person's language as their platform or terminal names it (``zh-CN``, ``zh_CN.UTF-8``);
+      empty when it does not say. Kept with the record, so an answer after a restart is in their language too.
     """
 
     chat: ChatRef
@@ -40,12 +42,15 @@ class ImageJob:
     size: int | None = None  # bytes, as announced by the platform: checked before fetching
     url: str | None = None
     request: str | None = None
+    language: str = ""
 
     @classmethod
-    def link(cls, chat: ChatRef, url: str, *, answer_to: str = "", request: str | None = None) -> ImageJob:
+    def link(cls, chat: ChatRef, url: str, *, answer_to: str = "", request: str | None = None,
+             language: str = "") -> ImageJob:
         """A job for a link the person typed; its name is the link's last path segment."""
         name = url.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1] or "image"
-        return cls(chat=chat, source=url, answer_to=answer_to, filename=name, url=url, request=request)
+        return cls(chat=chat, source=url, answer_to=answer_to, filename=name, url=url, request=request,
+                   language=language)
 
 
 class Replies(Protocol):

@@ -80,6 +80,10 @@ MIGRATIONS: tuple[str, ...] = (
         next_at REAL NOT NULL
     );
     """,
+    """
+    -- The person's language as their platform said it, so a job finished after a restart answers in it too.
+    ALTER TABLE jobs ADD COLUMN language TEXT;
+    """,
 )
 
 
@@ -137,10 +141,10 @@ class UsageStore:
         chat = job.chat
         row = await self.db.fetch_one(
             "INSERT INTO jobs (platform, chat_id, user_id, backend, filename, source, answer_to, url,"
-            " size_announced, request, state, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?)"
-            " ON CONFLICT DO NOTHING RETURNING id",
+            " size_announced, request, language, state, created_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?) ON CONFLICT DO NOTHING RETURNING id",
             (chat.platform, chat.chat_id, chat.user_id, backend, job.filename, job.source, job.answer_to, job.url,
-             job.size, job.request, time.time()),
+             job.size, job.request, job.language, time.time()),
         )
         return int(row["id"]) if row else None
 
@@ -317,7 +321,7 @@ def _stored(row: Row) -> StoredJob:
         job_id=row["id"],
         job=ImageJob(chat=ChatRef(row["platform"], row["chat_id"], row["user_id"]), source=row["source"],
                      answer_to=row["answer_to"], filename=row["filename"] or "image", size=row["size_announced"],
-                     url=row["url"], request=row["request"]),
+                     url=row["url"], request=row["request"], language=row["language"] or ""),
         created_at=row["created_at"], task_id=row["task_id"], sha256=row["sha256"], counted=bool(row["counted"]),
         delivered=row["delivered_at"] is not None, running=row["state"] == "running",
     )

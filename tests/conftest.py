@@ -22,14 +22,16 @@ from tests.fakes.picwish import FakePicWish
 
 KEY = "test-key"
 ENV_PREFIXES = ("PICWISH_", "TELEGRAM_", "SLACK_", "UNMARK_")
+TERMINAL_LANGUAGE = ("LC_ALL", "LC_MESSAGES", "LANG")
 
 
 @pytest.fixture(autouse=True)
 def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
-    """A developer's own tokens or .env never leak into a test."""
+    """A developer's own tokens, .env or terminal language never leak into a test (the terminal is C.UTF-8)."""
     for name in list(os.environ):
-        if name.startswith(ENV_PREFIXES) or name == "PORT":
+        if name.startswith(ENV_PREFIXES) or name == "PORT" or name in TERMINAL_LANGUAGE:
             monkeypatch.delenv(name)
+    monkeypatch.setenv("LANG", "C.UTF-8")  # so a child process still writes UTF-8 (the sentences have – and …)
     monkeypatch.chdir(tmp_path)
     yield
 

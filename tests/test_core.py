@@ -130,7 +130,7 @@ async def test_quota_reached_says_when_it_resets_and_admins_are_exempt(
         await service.handle(job(jpeg(seed=3), ChatRef("telegram", "100", "9"), replies=admin))
 
     assert outcome.error_code == "quota_exceeded"
-    assert refused.images == [] and refused.said[0].startswith("This chat has used its 1 images for today.")
+    assert refused.images == [] and refused.said[0].startswith("This chat has used its 1 image for today.")
     assert "00:00 UTC" in refused.said[0]
     assert len(admin.images) == 1
     assert len(fake.tasks) == 2  # the refused image cost nothing

@@ -266,7 +266,7 @@ async def test_the_slash_command_with_a_dead_link_answers_the_error_privately(sl
 
 async def test_slash_help_and_usage(slack: Slack) -> None:
     help_answer = await slack.post_form(slack.fake.slash_command("help"))
-    assert help_answer.json()["text"].startswith(messages.HELP)
+    assert help_answer.json()["text"].startswith(messages.about())
     assert messages.SLACK_HELP in help_answer.json()["text"]
     await slack.post_form(slack.fake.slash_command("usage"))
     await slack.settle()
@@ -279,7 +279,7 @@ async def test_a_direct_message_with_words_gets_help(slack: Slack) -> None:
     await slack.dm(text="hello there")
     await slack.settle()
     [reply] = slack.fake.in_channel(DM)
-    assert reply.text.startswith(messages.HELP)
+    assert reply.text.startswith(messages.about())
 
 
 # --- Slack's rules ----------------------------------------------------------------------------------------
@@ -456,7 +456,7 @@ async def test_the_daily_limit_counts_per_conversation(settings: Settings, clien
             channel=CHANNEL, files=[fake.add_file(jpeg(seed=18), "elsewhere.jpg")])))
         await slack.settle()
     assert sorted(u.filename for u in fake.uploads) == ["elsewhere-clean.jpg", "first-clean.jpg"]
-    assert fake.in_channel(DM)[-1].text.startswith("This chat has used its 1 images for today.")
+    assert fake.in_channel(DM)[-1].text.startswith("This chat has used its 1 image for today.")
 
 
 async def test_app_home_shows_this_workspaces_usage_and_the_limits(slack: Slack) -> None:
@@ -564,7 +564,7 @@ def test_the_manifest_declares_what_the_adapter_listens_to() -> None:
     manifest = yaml.safe_load((ROOT / "slack-manifest.yml").read_text())
     assert set(manifest["oauth_config"]["scopes"]["bot"]) == {
         "app_mentions:read", "chat:write", "commands", "files:read", "files:write", "im:history",
-        "channels:history", "groups:history", "reactions:write"}
+        "channels:history", "groups:history", "reactions:write", "users:read"}
     assert set(manifest["settings"]["event_subscriptions"]["bot_events"]) == {
         "app_mention", "message.im", "app_home_opened"}
     [shortcut] = manifest["features"]["shortcuts"]

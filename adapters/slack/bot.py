@@ -15,10 +15,12 @@ from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from typing import Any
 
+import aiohttp
 import httpx
 from slack_bolt import BoltResponse
 from slack_bolt.async_app import AsyncApp, AsyncBoltContext
 from slack_bolt.context.respond.async_respond import AsyncRespond
+from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.slack.files import SlackFiles, name_of
@@ -26,6 +28,7 @@ from adapters.slack.replies import STATUS_INTERVAL, Answer, Place, SlackReplies,
 from bot import messages
 from bot.config import Settings
 from bot.core import Service
+from bot.i18n import Translations
 from bot.jobs import ChatRef, ImageJob
 
 logger = logging.getLogger(__name__)
@@ -36,6 +39,9 @@ EVENT_MEMORY = 600.0  # Slack redelivers after 0 s, 1 min and 5 min: remember ev
 MAX_REMEMBERED_EVENTS = 10_000
 WORKING_REACTION, DONE_REACTION = "hourglass_flowing_sand", "white_check_mark"
 TOP_CHANNELS = 5
+LOCALE_MEMORY = 3600.0  # seconds a person's locale is remembered: one users.info per person an hour
+MAX_REMEMBERED_LOCALES = 10_000
+LOCALE_WAIT = 1.0  # at most this long for users.info before answering in English: a slash command is acked in 3 s
 
 _LINK = re.compile(r"<(https?://[^|>\s]+)(?:\|[^>]*)?>|(https?://\S+)")  # Slack writes links as <url|label>
 _MENTION = re.compile(r"<@[A-Z0-9]+(?:\|[^>]*)?>")
@@ -56,6 +62,7 @@ class SlackBot:
         self._tasks: set[asyncio.Task[None]] = set()
         self._responders: dict[ImageJob, AsyncRespond] = {}  # a slash command's response_url, while we have it
         self._seen = _RecentIds(EVENT_MEMORY, MAX_REMEMBERED_EVENTS)
+        self._locales = _RecentLocales(LOCALE_MEMORY, MAX_REMEMBERED_LOCALES)
         self.app = build_app(self)
 
     # --- listeners -------------------------------------------------------------------------------------------
@@ -79,7 +86,7 @@ class SlackBot:
         if files := event.get("files"):
             self._start(self._clean_files(chat, place, files, request=event["ts"]))
         else:
-            self._start(self._answer_words(chat, place, event.get("text", ""), otherwise=help_text(),
+            self._start(self._answer_words(chat, place, event.get("text", ""), otherwise=help_text,
                                            request=event["ts"]))
 
     async def clean_mentioned_images(self, event: dict[str, Any], context: AsyncBoltContext) -> None:
@@ -93,7 +100,7 @@ class SlackBot:
         elif event.get("thread_ts") not in (None, event["ts"]) and intent(event.get("text", ""))[0] == "unknown":
             self._start(self._clean_thread_parent(chat, place, event.get("text", ""), request=event["ts"]))
         else:
-            self._start(self._answer_words(chat, place, event.get("text", ""), otherwise=messages.SLACK_NO_IMAGE,
+            self._start(self._answer_words(chat, place, event.get("text", ""), otherwise=_no_image,
                                            request=event["ts"]))
 
     async def clean_shortcut_message(self, ack: Ack, shortcut: dict[str, Any], respond: AsyncRespond,
@@ -105,19 +112,22 @@ class SlackBot:
         place = Place(channel, message.get("thread_ts") or ts, ts)
         chat = self._chat(context, channel, shortcut["user"]["id"])
         kind, url = intent(message.get("text", ""))
-        if files := message.get("files"):
+        if files := message.get("files"):  # answered in the language of who chose the shortcut, not of the poster
             self._start(self._clean_files(chat, place, files))
         elif kind == "link" and url:
             self._start(self._clean_link(chat, place, url))
         else:
-            self._start(respond(text=messages.SLACK_NO_IMAGE, response_type="ephemeral"))
+            self._start(self._respond_with(respond, self._no_image_for(chat.user_id)))
 
     async def answer_command(self, ack: Ack, command: dict[str, Any], respond: AsyncRespond,
                              context: AsyncBoltContext) -> None:
         """``/unmark <link>`` cleans the link; ``usage``, ``stats`` and ``help`` answer only the person."""
         kind, url = intent(command.get("text", ""))
+        language = await self._language(command["user_id"])
         if kind in ("help", "unknown"):
-            await ack(text=help_text() if kind == "help" else messages.SLACK_COMMAND_HINT, response_type="ephemeral")
+            tr = self.service.translations(language)
+            await ack(text=help_text(tr) if kind == "help" else tr.gettext(messages.SLACK_COMMAND_HINT),
+                      response_type="ephemeral")
             return
         await ack()
         chat = self._chat(context, command["channel_id"], command["user_id"])
@@ -138,7 +148,8 @@ class SlackBot:
         """One job per file of one message, with an hourglass on the message until all are answered."""
         several = len(files) > 1
         await self._react("add", place, WORKING_REACTION)
-        jobs = [await self._files.job(chat, file, request=request,
+        language = await self._language(chat.user_id)
+        jobs = [await self._files.job(chat, file, request=request, language=language,
                                       answer_to=Answer(place, label=name_of(file) if several else None).encode())
                 for file in files]
         outcomes = await asyncio.gather(*(self.service.handle(job) for job in jobs))
@@ -155,50 +166,59 @@ class SlackBot:
         if files := parent[0].get("files"):
             await self._clean_files(chat, place, files, request=request)
         else:
-            await self._answer_words(chat, place, text, otherwise=messages.SLACK_NO_IMAGE)
+            await self._answer_words(chat, place, text, otherwise=_no_image)
 
     async def _clean_link(self, chat: ChatRef, place: Place, url: str, *, respond: AsyncRespond | None = None,
                           request: str | None = None) -> None:
         private_to = chat.user_id if respond is not None else None
-        job = ImageJob.link(chat, url, answer_to=Answer(place, private_to=private_to).encode(), request=request)
+        job = ImageJob.link(chat, url, answer_to=Answer(place, private_to=private_to).encode(), request=request,
+                            language=await self._language(chat.user_id))
         if respond is not None:
             self._responders[job] = respond
         await self.service.handle(job)
 
-    async def _answer_words(self, chat: ChatRef, place: Place, text: str, *, otherwise: str,
-                            request: str | None = None) -> None:
+    async def _answer_words(self, chat: ChatRef, place: Place, text: str, *,
+                            otherwise: Callable[[Translations], str], request: str | None = None) -> None:
         kind, url = intent(text)
         if kind == "link" and url:
             await self._clean_link(chat, place, url, request=request)
             return
-        reply = otherwise if kind == "unknown" else await self._words(kind, chat)
+        if kind == "unknown":
+            reply = otherwise(self.service.translations(await self._language(chat.user_id)))
+        else:
+            reply = await self._words(kind, chat)
         await self.client.chat_postMessage(channel=place.channel, thread_ts=place.thread_ts, text=reply)
 
+    async def _no_image_for(self, user: str) -> str:
+        return _no_image(self.service.translations(await self._language(user)))
+
     async def _words(self, kind: str, chat: ChatRef) -> str:
+        language = await self._language(chat.user_id)
         if kind == "usage":
-            return await self.service.usage_text(chat)
+            return await self.service.usage_text(chat, language=language)
         if kind == "stats":
-            return await self.service.stats_text(chat)
-        return help_text()
+            return await self.service.stats_text(chat, language=language)
+        return help_text(self.service.translations(language))
 
     @staticmethod
     async def _respond_with(respond: AsyncRespond, text: Awaitable[str]) -> None:
         await respond(text=await text, response_type="ephemeral")
 
     async def _publish_home(self, team: str, user: str) -> None:
+        tr = self.service.translations(await self._language(user))
         rows = [row for row in await self.service.usage.usage(platform="slack", days=30)
                 if (row.chat_id or "").startswith(f"{team}:")]
         busiest: dict[str, int] = {}
         for row in rows:
             channel = (row.chat_id or "").partition(":")[2]
-            name = messages.SLACK_DIRECT_MESSAGES if channel.startswith("D") else f"<#{channel}>"
+            name = tr.gettext(messages.SLACK_DIRECT_MESSAGES) if channel.startswith("D") else f"<#{channel}>"
             busiest[name] = busiest.get(name, 0) + row.last_30_days
         top = sorted(((name, n) for name, n in busiest.items() if n), key=lambda item: -item[1])[:TOP_CHANNELS]
         paragraphs = messages.slack_home(
             today=sum(row.today for row in rows), last_30_days=sum(row.last_30_days for row in rows),
-            top_channels=top, limit=self.settings.daily_limit, exempt=self.settings.is_admin("slack", user))
+            top_channels=top, limit=self.settings.daily_limit, exempt=self.settings.is_admin("slack", user), tr=tr)
         blocks: list[dict[str, Any]] = [
-            {"type": "header", "text": {"type": "plain_text", "text": messages.SLACK_HOME_TITLE}}]
+            {"type": "header", "text": {"type": "plain_text", "text": tr.gettext(messages.SLACK_HOME_TITLE)}}]
         blocks += [{"type": "section", "text": {"type": "mrkdwn", "text": text}} for text in paragraphs]
         await self.client.views_publish(user_id=user, view={"type": "home", "blocks": blocks})
 
@@ -219,7 +239,8 @@ class SlackBot:
         """Answers in the place the job names (ephemeral for a slash command's status and errors)."""
         answer = Answer.decode(job.answer_to)
         replies = SlackReplies(self.client, answer.place, label=answer.label, private_to=answer.private_to,
-                               respond=self._responders.pop(job, None), interval=self._status_interval)
+                               respond=self._responders.pop(job, None), interval=self._status_interval,
+                               tr=self.service.translations(job.language))
         try:
             yield replies
         finally:
@@ -229,6 +250,28 @@ class SlackBot:
         """Attach to the core and start the jobs the last stop left unfinished, before any new event."""
         for work in await self.service.attach(self):
             self._start(work)
+
+    async def _language(self, user: str) -> str:
+        """The person's Slack locale (``zh-CN``), remembered an hour; "" (English) if Slack does not say in time.
+
+        Needs the ``users:read`` scope; without it, or with UNMARK_LANGUAGE set, nobody is asked.
+        """
+        if self.settings.language or not user:
+            return ""
+        if (known := self._locales.get(user)) is not None:
+            return known
+        locale = ""
+        try:
+            async with asyncio.timeout(LOCALE_WAIT):
+                found = await self.client.users_info(user=user, include_locale=True)
+            locale = str((found.get("user") or {}).get("locale") or "")
+        except SlackApiError as exc:  # e.g. missing_scope: remembered too, so we do not ask for every message
+            logger.info("users.info for %s failed (%s); answering in English", user, exc.response.get("error"))
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            logger.info("users.info for %s failed (%s); answering in English", user, type(exc).__name__)
+            return ""
+        self._locales.put(user, locale)
+        return locale
 
     @staticmethod
     def _chat(context: AsyncBoltContext, channel: str, user: str) -> ChatRef:
@@ -288,9 +331,13 @@ def intent(text: str) -> tuple[str, str | None]:
     return (word, None) if word in {"help", "usage", "stats"} else ("unknown", None)
 
 
-def help_text() -> str:
+def help_text(tr: Translations) -> str:
     """What the bot does, then how to reach it in Slack."""
-    return f"{messages.HELP}\n\n{messages.SLACK_HELP}"
+    return f"{messages.about(tr=tr)}\n\n{tr.gettext(messages.SLACK_HELP)}"
+
+
+def _no_image(tr: Translations) -> str:
+    return tr.gettext(messages.SLACK_NO_IMAGE)
 
 
 class _RecentIds:
@@ -309,6 +356,28 @@ class _RecentIds:
             return False
         self._seen[key] = now
         return True
+
+
+class _RecentLocales:
+    """People's locales, remembered for ``ttl`` seconds (at most ``limit`` of them, the oldest forgotten first)."""
+
+    def __init__(self, ttl: float, limit: int) -> None:
+        self._ttl, self._limit = ttl, limit
+        self._values: OrderedDict[str, tuple[float, str]] = OrderedDict()
+
+    def get(self, key: str) -> str | None:
+        """The value remembered for ``key``, if it is recent."""
+        found = self._values.get(key)
+        if found is None or found[0] < time.monotonic() - self._ttl:
+            return None
+        return found[1]
+
+    def put(self, key: str, value: str) -> None:
+        """Remember ``value`` for ``key`` from now on."""
+        self._values.pop(key, None)
+        while len(self._values) >= self._limit:
+            self._values.popitem(last=False)
+        self._values[key] = (time.monotonic(), value)
 
 
 def _team(context: AsyncBoltContext) -> str:

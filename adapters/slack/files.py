@@ -27,7 +27,8 @@ class SlackFiles:
         self._client, self._http = client, http
         self._shared: dict[str, dict[str, Any]] = {}  # file id → what the event said of it, until fetched
 
-    async def job(self, chat: ChatRef, file: dict[str, Any], *, answer_to: str, request: str | None) -> ImageJob:
+    async def job(self, chat: ChatRef, file: dict[str, Any], *, answer_to: str, request: str | None,
+                  language: str = "") -> ImageJob:
         """A record for one file of a message; its details wait here so the live job needs no second look.
 
         A file shared by id only (Slack Connect, some shares) is looked up with files.info for its name and
@@ -38,7 +39,7 @@ class SlackFiles:
                 file = await self._info(file["id"])
         self._shared[file["id"]] = file
         return ImageJob(chat=chat, source=file["id"], answer_to=answer_to, filename=name_of(file),
-                        size=file.get("size"), request=request)
+                        size=file.get("size"), request=request, language=language)
 
     async def fetch(self, file_id: str) -> bytes:
         """The file's bytes; the core checks its announced size before this runs.

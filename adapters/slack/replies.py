@@ -16,6 +16,9 @@ from slack_bolt.context.respond.async_respond import AsyncRespond
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot import messages
+from bot.i18n import ENGLISH, Translations
+
 logger = logging.getLogger(__name__)
 
 STATUS_INTERVAL = 1.0  # seconds between edits of one status message: Slack allows about a message a second per channel
@@ -61,8 +64,9 @@ class SlackReplies:
 
     def __init__(self, client: AsyncWebClient, place: Place, *, label: str | None = None,
                  private_to: str | None = None, respond: AsyncRespond | None = None,
-                 interval: float = STATUS_INTERVAL) -> None:
+                 interval: float = STATUS_INTERVAL, tr: Translations = ENGLISH) -> None:
         self._client, self._place, self._label, self._respond = client, place, label, respond
+        self._tr = tr  # the words of the person who asked
         self._private_to = private_to
         self._interval = interval
         self._ts: str | None = None  # the status message, once posted
@@ -137,7 +141,7 @@ class SlackReplies:
                 await self._editor
 
     def _labelled(self, text: str) -> str:
-        return f"{self._label}: {text}" if self._label else text
+        return messages.labelled(self._label, text, tr=self._tr) if self._label else text
 
 
 async def quietly(call: Awaitable[Any]) -> Any:

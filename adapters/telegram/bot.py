@@ -18,6 +18,7 @@ from bot import images, messages
 from bot.config import Settings, SettingsError
 from bot.core import Service
 from bot.errors import FileTooLarge, FileUnavailable
+from bot.i18n import Translations
 from bot.jobs import ChatRef, ImageJob
 
 logger = logging.getLogger(__name__)
@@ -54,15 +55,17 @@ class TelegramBot:
 
     async def show_help(self, update: Update, context: Context) -> None:
         """/start and /help: what I do, the limits and privacy, in one paragraph."""
-        await _answer(update, messages.telegram_help(context.bot.username))
+        await _answer(update, messages.telegram_help(context.bot.username, tr=self._translations(update)))
 
     async def show_usage(self, update: Update, context: Context) -> None:
         """/usage: this chat's usage and what is left today."""
-        await _answer(update, await self.service.usage_text(_chat(_message(update))))
+        message = _message(update)
+        await _answer(update, await self.service.usage_text(_chat(message), language=_language(message)))
 
     async def show_stats(self, update: Update, context: Context) -> None:
         """/stats: everyone's usage, for admins (anyone else is told it is for admins)."""
-        await _answer(update, await self.service.stats_text(_chat(_message(update))))
+        message = _message(update)
+        await _answer(update, await self.service.stats_text(_chat(message), language=_language(message)))
 
     async def clean_photo(self, update: Update, context: Context) -> None:
         """A photo: clean its largest size (in a group, only when its caption asks)."""
@@ -94,12 +97,13 @@ class TelegramBot:
         elif _links(message):
             await self._clean([message])
         else:
-            await _answer(update, messages.TELEGRAM_CLEAN_HOW)
+            await _answer(update, self._translations(update).gettext(messages.TELEGRAM_CLEAN_HOW))
 
     async def show_hint(self, update: Update, context: Context) -> None:
         """Anything else in a private chat: what I can do (or that the command is unknown)."""
         text = _message(update).text or ""
-        await _answer(update, messages.NOT_A_COMMAND if text.startswith("/") else messages.TELEGRAM_SEND_AN_IMAGE)
+        hint = messages.NOT_A_COMMAND if text.startswith("/") else messages.TELEGRAM_SEND_AN_IMAGE
+        await _answer(update, self._translations(update).gettext(hint))
 
     async def log_error(self, update: object, context: Context) -> None:
         """Log what a handler did not expect (the job itself never raises: the core answers its failures)."""
@@ -114,8 +118,9 @@ class TelegramBot:
         next start (the core sees to both).
         """
         chat = _chat(asker or targets[0])
-        jobs = [job for target in targets
-                for job in _jobs_for(target, chat, request=(asker or target).message_id)]
+        jobs = [job for target in targets  # in a group, each answer is in the language of the person who asked
+                for job in _jobs_for(target, chat, request=(asker or target).message_id,
+                                     language=_language(asker or target))]
         await asyncio.gather(*(self._start(self.service.handle(job)) for job in jobs), return_exceptions=True)
 
     def _start(self, work: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
@@ -142,11 +147,16 @@ class TelegramBot:
         """Answers to the message the job names, its status on the chat's one status line."""
         assert self.bot is not None
         place = Place.decode(job.chat.chat_id, job.answer_to)
-        replies = TelegramReplies(self.bot, place, self._line(place), upload_limit=self.upload_limit)
+        replies = TelegramReplies(self.bot, place, self._line(place), upload_limit=self.upload_limit,
+                                  tr=self.service.translations(job.language))
         try:
             yield replies
         finally:
             await quietly(replies.close())
+
+    def _translations(self, update: Update) -> Translations:
+        """What the sender of ``update`` reads."""
+        return self.service.translations(_language(_message(update)))
 
     def _line(self, place: Place) -> StatusLine:
         line = self._lines.get(place.chat_id)
@@ -262,10 +272,10 @@ def bot_of(application: Application) -> TelegramBot:
     return bot
 
 
-def _jobs_for(message: Message, chat: ChatRef, *, request: int) -> list[ImageJob]:
+def _jobs_for(message: Message, chat: ChatRef, *, request: int, language: str) -> list[ImageJob]:
     """The photo's largest size, the file, or else each link typed in the message; each answers ``message``.
 
-    ``request`` is the message that asked (``message`` itself, or a /clean replying to it).
+    ``request`` is the message that asked (``message`` itself, or a /clean replying to it); ``language`` its sender's.
     """
     answer_to, asked = Place.of(message).encode(), str(request)
     attachment: PhotoSize | Document
@@ -274,9 +284,10 @@ def _jobs_for(message: Message, chat: ChatRef, *, request: int) -> list[ImageJob
     elif message.document:
         attachment, name = message.document, message.document.file_name or DOCUMENT_NAME
     else:
-        return [ImageJob.link(chat, url, answer_to=answer_to, request=asked) for url in _links(message)[:ALBUM_MAX]]
+        return [ImageJob.link(chat, url, answer_to=answer_to, request=asked, language=language)
+                for url in _links(message)[:ALBUM_MAX]]
     return [ImageJob(chat=chat, source=attachment.file_id, answer_to=answer_to, filename=name,
-                     size=attachment.file_size, request=asked)]
+                     size=attachment.file_size, request=asked, language=language)]
 
 
 async def _download(bot: Bot, file_id: str, size: int | None) -> bytes:
@@ -330,6 +341,11 @@ def _has_file(message: Message) -> bool:
 def _chat(message: Message) -> ChatRef:
     sender = message.from_user or message.sender_chat  # anonymous group admins speak as the chat
     return ChatRef(platform="telegram", chat_id=str(message.chat_id), user_id=str(sender.id if sender else 0))
+
+
+def _language(message: Message) -> str:
+    """The sender's language as their Telegram app says it (``zh-hans``); none for a group speaking as itself."""
+    return (message.from_user.language_code or "") if message.from_user else ""
 
 
 def _message(update: Update) -> Message:

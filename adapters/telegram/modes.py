@@ -19,7 +19,7 @@ from telegram.error import BadRequest, InvalidToken, NetworkError, TelegramError
 from telegram.ext import AIORateLimiter, Application
 
 from adapters.telegram.bot import bot_of, build_application
-from bot import messages
+from bot import i18n, messages
 from bot.config import Settings, SettingsError
 from bot.core import Service
 
@@ -170,19 +170,31 @@ def _start_up_error(exc: TelegramError) -> SettingsError:
 
 
 async def _show_commands(bot: Bot, settings: Settings) -> None:
-    """The command menu: /clean, /usage, /help for everyone, and /stats as well in each admin's own chat."""
-    public = [BotCommand(name, description) for name, description in messages.TELEGRAM_COMMANDS]
-    admin = public + [BotCommand(name, description) for name, description in messages.TELEGRAM_ADMIN_COMMANDS]
-    try:
-        await bot.set_my_commands(public)
-    except TelegramError as exc:  # a menu is a convenience; the commands work without it
-        logger.warning("could not register the command menu: %s", exc.message)
-        return
-    for user_id in _admin_ids(settings):
+    """The command menu: /clean, /usage, /help for everyone, and /stats as well in each admin's own chat.
+
+    Telegram shows each person the list for their app's language, else the one without a language: so one list
+    per catalog, and the default list in English (or, with UNMARK_LANGUAGE, every list in that language).
+    """
+    admins = _admin_ids(settings)
+    for language in (None, *_menu_languages()):
+        tr = i18n.translations(language, forced=settings.language)
+        public = [BotCommand(name, description) for name, description in messages.telegram_commands(tr=tr)]
+        admin = [BotCommand(name, description) for name, description in messages.telegram_commands(admin=True, tr=tr)]
         try:
-            await bot.set_my_commands(admin, scope=BotCommandScopeChat(user_id))
-        except TelegramError as exc:  # typically: that admin has not opened a chat with the bot yet
-            logger.info("could not show /stats to admin %d: %s", user_id, exc.message)
+            await bot.set_my_commands(public, language_code=language)
+        except TelegramError as exc:  # a menu is a convenience; the commands work without it
+            logger.warning("could not register the command menu: %s", exc.message)
+            return
+        for user_id in admins:
+            try:
+                await bot.set_my_commands(admin, scope=BotCommandScopeChat(user_id), language_code=language)
+            except TelegramError as exc:  # typically: that admin has not opened a chat with the bot yet
+                logger.info("could not show /stats to admin %d: %s", user_id, exc.message)
+
+
+def _menu_languages() -> list[str]:
+    """Telegram's two-letter codes of the languages we have catalogs for (``zh`` for ``zh_Hans``)."""
+    return sorted({i18n.platform_code(locale) for locale in i18n.available().values()} - {i18n.ENGLISH_LOCALE})
 
 
 def _admin_ids(settings: Settings) -> list[int]:

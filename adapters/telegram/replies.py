@@ -18,6 +18,7 @@ from telegram.error import BadRequest, TelegramError
 
 from bot import messages
 from bot.errors import FileTooLarge
+from bot.i18n import ENGLISH, Translations
 
 logger = logging.getLogger(__name__)
 
@@ -110,7 +111,8 @@ class StatusLine:
     async def _show(self) -> None:
         if self._head_text is None or self._closed:
             return
-        text = messages.batch_status(min(self._done + 1, self._total), self._total, self._head_text)
+        text = messages.batch_status(min(self._done + 1, self._total), self._total, self._head_text,
+                                     tr=self._members[0].tr)  # the running job's person's words, all of them
         if text == self._wanted:
             return
         self._wanted = text
@@ -187,8 +189,10 @@ class StatusLine:
 class TelegramReplies:
     """The Replies of one job: progress on the chat's status line; the result and any failure answer its message."""
 
-    def __init__(self, bot: Bot, place: Place, line: StatusLine, *, upload_limit: int = UPLOAD_LIMIT) -> None:
+    def __init__(self, bot: Bot, place: Place, line: StatusLine, *, upload_limit: int = UPLOAD_LIMIT,
+                 tr: Translations = ENGLISH) -> None:
         self.bot, self.place, self.line, self.upload_limit = bot, place, line, upload_limit
+        self.tr = tr  # the words of the person who asked
         line.join(self)
 
     async def progress(self, text: str) -> None:
@@ -199,7 +203,7 @@ class TelegramReplies:
         """Send the result as a document replying to the image: never recompressed, shrunk only past the limit."""
         if len(data) > self.upload_limit:
             data, filename = await asyncio.to_thread(shrink, data, filename, self.upload_limit)
-            caption = f"{caption} {messages.TELEGRAM_REENCODED}"
+            caption = messages.sentences([caption, self.tr.gettext(messages.TELEGRAM_REENCODED)])
         await self.bot.send_document(
             self.place.chat_id, data, filename=filename, caption=caption, reply_parameters=self.place.quoting(),
             message_thread_id=self.place.thread_id,

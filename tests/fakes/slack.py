@@ -7,7 +7,8 @@ Slack hands out (``url_private``, upload URLs, ``response_url``, the Socket Mode
 What it speaks:
 - ``POST|GET /api/<method>`` for ``auth.test``, ``apps.connections.open``, ``chat.postMessage/update/delete/
   postEphemeral``, ``reactions.add/remove``, ``files.info``, ``files.getUploadURLExternal``,
-  ``files.completeUploadExternal`` and ``views.publish``; form, JSON or query parameters, ``Bearer`` token.
+  ``files.completeUploadExternal``, ``views.publish`` and ``users.info``; form, JSON or query parameters,
+  ``Bearer`` token.
 - ``POST /upload/<file_id>``: the raw bytes of an upload (kept in ``fake.uploads`` once completed).
 - ``GET /files-pri/<team>-<file_id>/<name>``: a shared file, only for the bot token; anything else gets
   Slack's HTML sign-in page with status 200, as real Slack does when ``files:read`` is missing.
@@ -18,7 +19,9 @@ What it speaks:
 - ``WS /link``: Socket Mode; ``fake.push(envelope)`` sends, ``fake.socket_acks`` holds the answers.
 
 Scripting: ``fake.add_file(data, name)`` shares a file and returns its object as events carry it;
-``fake.rate_limit("chat.update", retry_after=1)`` answers the next call with 429 + ``Retry-After``;
+``fake.locales["U0LI"] = "zh-CN"`` is what users.info says of a person's locale (``en-US`` for anyone else, and only
+when asked ``include_locale``); ``fake.rate_limit("chat.update", retry_after=1)`` answers the next call with 429 +
+``Retry-After``;
 ``fake.fail("files.info", "file_not_found")`` with ``{"ok": false}``; ``fake.files_readable = False`` turns
 every download into the sign-in page. Payload builders (``message_event``, ``event_callback``,
 ``slash_command``, ``message_shortcut``) and ``signed_headers`` play Slack's side of an HTTP delivery.
@@ -142,6 +145,7 @@ class FakeSlack:
     downloads: list[tuple[str, str | None]] = field(default_factory=list)  # (file id, Authorization header)
     socket_acks: list[dict[str, Any]] = field(default_factory=list)
     files: dict[str, SharedFile] = field(default_factory=dict)
+    locales: dict[str, str] = field(default_factory=dict)  # user id → locale, as users.info tells it
     _pending_uploads: dict[str, tuple[str, int, bytes | None]] = field(default_factory=dict)
     _faults: list[_Fault] = field(default_factory=list)
     _ids: itertools.count = field(default_factory=lambda: itertools.count(1))
@@ -332,7 +336,18 @@ class FakeSlack:
             "files.completeUploadExternal": self._complete_upload,
             "views.publish": self._publish_view,
             "conversations.replies": self._thread,
+            "users.info": self._user_info,
         }
+
+    def _user_info(self, p: dict[str, Any]) -> dict[str, Any]:
+        """A person; their ``locale`` only with ``include_locale`` (Slack leaves it out otherwise)."""
+        user_id = str(p.get("user", ""))
+        if not user_id.startswith(("U", "W")):
+            return {"ok": False, "error": "user_not_found"}
+        user: dict[str, Any] = {"id": user_id, "team_id": self.team_id, "name": user_id.lower(), "is_bot": False}
+        if str(p.get("include_locale", "")).lower() in {"true", "1"}:
+            user["locale"] = self.locales.get(user_id, "en-US")
+        return {"user": user}
 
     def _thread(self, p: dict[str, Any]) -> dict[str, Any]:
         """The thread whose parent is ``ts``: the parent first, then its replies (or a lone message)."""

@@ -8,7 +8,8 @@ status it got, so tests assert on the real wire traffic.
 
 People act on the control side; each call returns the message as Telegram would deliver it in an update:
 
-- ``chat = fake.private_chat()`` or ``fake.group_chat()``; ``fake.person("Bob")`` for a second sender.
+- ``chat = fake.private_chat()`` or ``fake.group_chat()``; ``fake.person("Bob")`` for a second sender, and
+  ``fake.person("Li", language_code="zh-hans")`` for one whose app is in another language.
 - ``fake.send_photo(chat, jpeg)``: a photo with two sizes, a thumbnail and the image itself (largest last).
 - ``fake.send_document(chat, data, file_name="x.png", mime_type="text/plain", size=25_000_000)``: ``size``
   pretends the file is that big (announced in the update, and refused by getFile above 20 MB).
@@ -163,7 +164,8 @@ class FakeBotAPI:
         self.privacy_mode = False
         self.calls: list[Call] = []
         self.actions: list[tuple[int, str]] = []
-        self.commands: dict[str, list[tuple[str, str]]] = {}  # scope ("default", "chat:<id>") → commands
+        # scope ("default", "chat:<id>"), then "/<language_code>" for a menu in one language → commands
+        self.commands: dict[str, list[tuple[str, str]]] = {}
         self.webhook: Webhook | None = None
         self.files: dict[str, StoredFile] = {}
         self.url = ""
@@ -205,10 +207,15 @@ class FakeBotAPI:
 
     # --- people -----------------------------------------------------------------------------------------------
 
-    def person(self, first_name: str) -> dict[str, Any]:
-        """Someone who can send messages."""
+    def person(self, first_name: str, *, language_code: str | None = None) -> dict[str, Any]:
+        """Someone who can send messages; ``language_code`` is their app's language (an IETF tag, as Telegram
+        sends it), left out as Telegram does when it is unknown."""
         user_id = next(self._person_ids)
-        return {"id": user_id, "is_bot": False, "first_name": first_name, "username": first_name.lower() + str(user_id)}
+        person = {"id": user_id, "is_bot": False, "first_name": first_name,
+                  "username": first_name.lower() + str(user_id)}
+        if language_code is not None:
+            person["language_code"] = language_code
+        return person
 
     def private_chat(self, person: dict[str, Any] | None = None) -> dict[str, Any]:
         """A private chat between ``person`` (Alice by default) and the bot."""
@@ -484,6 +491,10 @@ class FakeBotAPI:
             if scope.get("chat_id") not in self._chats:
                 raise _ApiError(400, "Bad Request: chat not found")
             key = f"chat:{scope['chat_id']}"
+        if language := call.params.get("language_code"):
+            if not re.fullmatch(r"[a-z]{2}", str(language)):  # "A two-letter ISO 639-1 language code"
+                raise _ApiError(400, "Bad Request: LANG_CODE_INVALID")
+            key = f"{key}/{language}"
         self.commands[key] = [(c["command"], c["description"]) for c in commands]
         return True
 
