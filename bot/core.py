@@ -141,6 +141,8 @@ class Service:
         A job taken while its platform is stopping is only recorded: the next start runs it.
         """
         ticket = self._line_up(job.chat)  # the place in line is taken here, before anything awaits
+        if self.queue is not None and job.chat.platform not in LOCAL_PLATFORMS:  # the terminal's folder is here
+            return await self._enqueue(job, ticket)
         try:
             job_id = await self.usage.start(job, backend=self.remover.name)
         except BaseException:
@@ -150,17 +152,25 @@ class Service:
             self._leave(job.chat, ticket)
             logger.info("a %s request was delivered again; its job was taken already", job.chat.platform)
             return Outcome(None, REDELIVERED)
-        if self.queue is not None and job.chat.platform not in LOCAL_PLATFORMS:  # the terminal's folder is here
-            try:  # queued in the order the chat sent them: the queue keeps each chat's jobs in its own order
-                await ticket
-                await self.queue.defer(job_id, job.chat)
-            finally:
-                self._leave(job.chat, ticket)
-            return Outcome(job_id, QUEUED)
         if job.chat.platform in self._stopping:  # recorded, and nothing sent to a chat while we stop
             self._leave(job.chat, ticket)
             return Outcome(job_id, POSTPONED)
         return await self._run(job_id, job, ticket, resumed=None)
+
+    async def _enqueue(self, job: ImageJob, ticket: asyncio.Future[None]) -> Outcome:
+        """Record the job and hand it to the shared queue, one of the chat's images at a time, so its rows and the
+        queue's order are the order the chat sent them; a worker answers it."""
+        assert self.queue is not None
+        try:
+            await ticket
+            job_id = await self.usage.start(job, backend=self.remover.name)
+            if job_id is None:
+                logger.info("a %s request was delivered again; its job was taken already", job.chat.platform)
+                return Outcome(None, REDELIVERED)
+            await self.queue.defer(job_id, job.chat)  # cut off before this, the next start queues it (attach)
+            return Outcome(job_id, QUEUED)
+        finally:
+            self._leave(job.chat, ticket)
 
     async def run_queued(self, job_id: int) -> Outcome:
         """A worker's turn at a job from the queue: run it, or (run before and cut off) resume it.
