@@ -12,6 +12,7 @@ import psycopg
 import pytest
 from psycopg.rows import dict_row
 
+from bot import i18n
 from tests.conftest import KEY, jpeg
 from tests.fakes.picwish import TASKS_PATH, FakePicWish
 from tests.fakes.servers import serve
@@ -176,3 +177,18 @@ async def test_slack_images_are_queued_by_the_receiver_and_answered_by_a_worker_
                                                                    "poster-clean.jpg")
     assert upload.initial_comment.startswith("Watermark removed in ")
     assert [(r["platform"], r["state"]) for r in rows(postgres_url)] == [("slack", "done")]
+
+
+async def test_a_worker_answers_in_the_language_the_receiver_heard(
+        tg: FakeBotAPI, picwish: FakePicWish, env: dict[str, str], postgres_url: str) -> None:
+    li = tg.person("Li", language_code="zh-CN")
+    chat = tg.private_chat(li)
+    async with cluster(env, workers=1):
+        await tg.wait_for(lambda: tg.calls_to("getUpdates"), timeout=START_TIMEOUT, what="the receiver")
+        tg.send_photo(chat, jpeg(320, 240), sender=li)
+        await tg.wait_for(lambda: tg.documents(chat), timeout=60, what="the worker's answer")
+
+    [document] = tg.documents(chat)
+    expected = i18n.translations("zh-CN").gettext("Watermark removed in {seconds} s.").split("{")[0]
+    assert expected != "Watermark removed in " and (document.caption or "").startswith(expected)
+    assert [r["language"] for r in rows(postgres_url)] == ["zh-CN"]
