@@ -80,7 +80,8 @@ class PostgresDatabase:
         """Apply what this database has not seen, all in one transaction under one advisory lock."""
         async with self.pool.connection() as conn, conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock(%s)", (lock_key(MIGRATIONS_LOCK),))
-            await conn.execute("CREATE TABLE IF NOT EXISTS unmark_schema (name TEXT PRIMARY KEY, version INTEGER NOT NULL)")
+            await conn.execute(
+                "CREATE TABLE IF NOT EXISTS unmark_schema (name TEXT PRIMARY KEY, version INTEGER NOT NULL)")
             cursor = await conn.execute("SELECT version FROM unmark_schema WHERE name = %s", (name,))
             row = await cursor.fetchone()
             version = int(row["version"]) if row else 0
