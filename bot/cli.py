@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 import click
 from pydantic import SecretStr
@@ -52,6 +53,8 @@ def _mask_secrets(settings: Settings) -> None:
         for item in value if isinstance(value, tuple) else (value,):
             if isinstance(item, SecretStr) and len(item.get_secret_value()) >= 6:
                 secrets.append(item.get_secret_value())
+    if settings.shared and (password := urlsplit(settings.database).password):  # postgresql://user:password@…
+        secrets.append(password)
     for handler in logging.getLogger().handlers:
         handler.setFormatter(_Masking(LOG_FORMAT, sorted(secrets, key=len, reverse=True)))
 

@@ -15,10 +15,10 @@ import re
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
-import psycopg
 from psycopg.rows import dict_row
-from psycopg_pool import AsyncConnectionPool
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
+from bot.config import SettingsError
 from bot.database import Row
 
 logger = logging.getLogger(__name__)
@@ -31,6 +31,7 @@ _TYPES = (
     (re.compile(r"\bBLOB\b"), "BYTEA"),
 )
 MIGRATIONS_LOCK = "unmark migrations"
+CONNECT_TIMEOUT = 10.0  # seconds a starting process waits for the database
 
 
 def postgres_sql(script: str) -> str:
@@ -66,9 +67,11 @@ class PostgresDatabase:
         pool = AsyncConnectionPool(url, min_size=1, max_size=pool_size, open=False, name=name,
                                    kwargs={"row_factory": dict_row})
         try:
-            await pool.open(wait=True, timeout=15)
-        except psycopg.pool.PoolTimeout as error:  # type: ignore[attr-defined]
-            raise ConnectionError(f"{name}: PostgreSQL did not answer at {_safe(url)}") from error
+            await pool.open(wait=True, timeout=CONNECT_TIMEOUT)
+        except PoolTimeout:
+            await pool.close()
+            raise SettingsError(f"UNMARK_DATABASE: PostgreSQL did not answer at {_safe(url)} within "
+                                f"{CONNECT_TIMEOUT:g} s (is it running, and the URL right?)") from None
         try:
             db = cls(pool)
             await db.migrate(migrations, name=name)

@@ -135,3 +135,14 @@ async def test_unmark_usage_reads_a_postgresql_database(postgres_url: str) -> No
     assert status == 0, err
     [row] = json.loads(out)
     assert (row["platform"], row["chat_id"], row["all_time"]) == ("telegram", "42", 1)
+
+
+async def test_a_postgresql_url_nobody_answers_at_stops_start_up_in_one_line() -> None:
+    from tests.processes import free_port
+
+    url = f"postgresql://unmark:hunter2@127.0.0.1:{free_port()}/unmark"
+    status, _, err = await unmark("usage", env={"UNMARK_DATABASE": url})
+    assert status == 2
+    last = err.strip().splitlines()[-1]  # after psycopg's own warnings of each try
+    assert last.startswith("unmark: UNMARK_DATABASE: PostgreSQL did not answer at postgresql://unmark:***@127.0.0.1:")
+    assert "hunter2" not in err and "Traceback" not in err
