@@ -6,6 +6,7 @@ placeholders, ``INSERT … ON CONFLICT``, ``COUNT(*) FILTER``); ``open_database`
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -58,24 +59,33 @@ async def open_database(target: str | Path, migrations: Sequence[str], *, name: 
 
 
 class SqliteDatabase:
-    """One aiosqlite connection; each statement commits at once."""
+    """One aiosqlite connection; each statement runs alone and commits at once.
+
+    The connection is shared by every coroutine of the process: without the lock one coroutine's commit could land
+    while another's SELECT is still reading ("cannot commit transaction - SQL statements in progress"). aiosqlite
+    runs statements one at a time on its thread anyway, so the lock costs no throughput.
+    """
 
     dialect = "sqlite"
 
     def __init__(self, connection: aiosqlite.Connection) -> None:
         self._db = connection
+        self._lock = asyncio.Lock()
 
     async def execute(self, sql: str, params: Sequence[Any] = (), *, serialize: str | None = None) -> int:
         # One connection and one writer: a single statement is already atomic against every other.
-        cursor = await self._db.execute(sql, params)
-        await self._db.commit()
-        return cursor.rowcount
+        async with self._lock:
+            cursor = await self._db.execute(sql, params)
+            await self._db.commit()
+            return cursor.rowcount
 
     async def fetch_all(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
-        async with self._db.execute(sql, params) as cursor:
-            rows = await cursor.fetchall()
-        await self._db.commit()  # a RETURNING statement writes too
-        return [dict(row) for row in rows]
+        async with self._lock:
+            async with self._db.execute(sql, params) as cursor:
+                rows = await cursor.fetchall()
+            if self._db.in_transaction:  # a RETURNING statement writes too
+                await self._db.commit()
+            return [dict(row) for row in rows]
 
     async def fetch_one(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
         rows = await self.fetch_all(sql, params)
