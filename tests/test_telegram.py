@@ -429,6 +429,7 @@ async def test_a_picwish_outage_mid_job_is_explained_in_one_sentence(
     [answer] = tg.sent(chat)
     assert answer.reply_to == photo["message_id"]
     assert [m.deleted for m in tg.sent(chat, deleted=True) if m is not answer] == [True]  # the status went
+    await tg.wait_for(lambda: rows(tg_settings)[0]["state"] != "running", what="the row closed")  # after the chat
     assert len(fake.tasks) == 1 and rows(tg_settings)[0]["error_code"] == "remover_down"
 
 

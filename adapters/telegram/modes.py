@@ -109,16 +109,9 @@ async def open_webhook(service: Service, settings: Settings) -> AsyncIterator[Se
 async def open_sender(service: Service, settings: Settings) -> AsyncIterator[Application]:
     """A worker's Telegram: the Bot API client, and the bot as the core's platform, receiving no updates."""
     application = build_application(service, settings, webhook=True)
-    try:
-        await application.initialize()
-    except (InvalidToken, NetworkError) as exc:
-        await application.shutdown()
-        raise _start_up_error(exc) from None
-    try:
+    async with _initialized(application):
         await bot_of(application).resume()  # the core may now answer Telegram jobs through it
         yield application
-    finally:
-        await application.shutdown()
 
 
 def webhook_settings(settings: Settings) -> tuple[str, str, str]:
@@ -145,12 +138,7 @@ async def _running(application: Application, settings: Settings) -> AsyncIterato
     """Initialise (getMe checks the token), show the commands, take up the jobs the last stop left, and process
     updates; on the way out, after the caller has stopped the updates coming in, give running jobs
     UNMARK_SHUTDOWN_GRACE seconds, then shut down (what is left is finished at the next start)."""
-    try:
-        await application.initialize()
-    except (InvalidToken, NetworkError) as exc:
-        await application.shutdown()
-        raise _start_up_error(exc) from None
-    try:
+    async with _initialized(application):
         await _show_commands(application.bot, settings)
         await bot_of(application).resume()  # before the first update, so each chat's old jobs go first
         await application.start()
@@ -159,6 +147,19 @@ async def _running(application: Application, settings: Settings) -> AsyncIterato
         finally:
             await bot_of(application).aclose(settings.shutdown_grace)
             await application.stop()
+
+
+@contextlib.asynccontextmanager
+async def _initialized(application: Application) -> AsyncIterator[None]:
+    """Initialise the application (getMe checks the token: a refusal is one line naming the setting), and shut it
+    down however we leave."""
+    try:
+        await application.initialize()
+    except (InvalidToken, NetworkError) as exc:
+        await application.shutdown()
+        raise _start_up_error(exc) from None
+    try:
+        yield
     finally:
         await application.shutdown()
 
