@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs the Debian packages that watermark synthesis and `unmark bench engine` draw photos, fonts and logos from
-# (bot/engine/assets.py lists which file belongs to the train, val or test split). Idempotent: packages already
+# (bot/lab/assets.py lists which file belongs to the train, val or test split). Idempotent: packages already
 # installed are skipped, and with all of them present nothing is downloaded. About 380 MB of .debs in all.
 #
 #   sudo benchmarks/assets.sh      (or as root; Debian 12 "bookworm")

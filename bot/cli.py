@@ -291,8 +291,8 @@ def bench_engine(quick: bool, n: int | None, megapixels: float, methods: str | N
     """Run no-op, oracle-mask Telea and the engines side by side; print one table (needs benchmarks/assets.sh)."""
     from tqdm import tqdm
 
-    from bot.engine import bench as engine_bench  # numpy, OpenCV and the engines load only for this command
-    from bot.engine import report
+    from bot.lab import bench as engine_bench  # numpy, OpenCV and the engines load only for this command
+    from bot.lab import report
 
     chosen = [m.strip() for m in methods.split(",") if m.strip()] if methods else None
     unknown = sorted(set(chosen or ()) - set(engine_bench.METHODS))

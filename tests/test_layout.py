@@ -69,3 +69,36 @@ def test_every_documented_picwish_state_is_handled() -> None:
         documented = {-8, -7, -5, -3, -2, -1, 0, 1, 2, 3, 4}
     handled = set(picwish.FAILED_STATES) | set(picwish.PENDING_STATES) | {picwish.DONE}
     assert documented == handled
+
+
+RUNTIME = ["bot/engine/*.py", "bot/removers.py", "bot/server/*.py", "bot/core.py"]
+
+
+def lab_imports(path: Path) -> set[str]:
+    """Every `bot.lab…` module a file names in an import statement, at any depth (lazy imports included)."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        names = ([alias.name for alias in node.names] if isinstance(node, ast.Import)
+                 else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+        found |= {name for name in names if name == "bot.lab" or name.startswith("bot.lab.")}
+    return found
+
+
+@pytest.mark.parametrize("path", sorted(p for pattern in RUNTIME for p in ROOT.glob(pattern)),
+                         ids=lambda p: str(p.relative_to(ROOT)))
+def test_the_runtime_engine_imports_nothing_from_the_lab(path: Path) -> None:
+    # The lab (synthesis, training, benchmark) brings fonts, Debian assets and torch; what `unmark clean` loads
+    # must stand without it.
+    assert lab_imports(path) == set()
+
+
+def test_cleaning_an_image_loads_no_lab_module(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys, numpy as np\n"
+            "from bot.engine import MarkEngine\n"
+            "MarkEngine.load().clean(np.full((64, 64, 3), 128, np.uint8))\n"
+            "print(sorted(m for m in sys.modules if m.startswith('bot.lab')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
+    assert out.stdout.strip() == "[]"

@@ -58,8 +58,8 @@ def test_a_corrupt_model_is_a_broken_engine(tmp_path: Path) -> None:
 def test_an_exported_network_loads_and_matches_torch(tmp_path: Path) -> None:
     torch = pytest.importorskip("torch")
     pytest.importorskip("onnx")  # the exporter needs it; both come with the [train] extra
-    from bot.engine import train
-    from bot.engine.model import LiteUNet
+    from bot.lab import train
+    from bot.lab.model import LiteUNet
 
     config = train.Config(seed=1, steps=1, width=0.5)
     torch.manual_seed(config.seed)
@@ -88,8 +88,8 @@ def test_a_fine_tune_starts_from_the_given_checkpoint_and_says_so(tmp_path: Path
     pytest.importorskip("onnx")
     from PIL import Image
 
-    from bot.engine import assets, train
-    from bot.engine.model import LiteUNet
+    from bot.lab import assets, train
+    from bot.lab.model import LiteUNet
 
     photo = tmp_path / "photo.png"  # one small photo instead of the installed ones: fast, and needs no assets
     Image.fromarray(np.random.default_rng(0).integers(0, 256, (300, 400, 3), dtype=np.uint8)).save(photo)
@@ -122,8 +122,8 @@ def test_a_bf16_run_trains_float32_weights_and_exports_a_float32_graph(tmp_path:
     pytest.importorskip("onnx")
     from PIL import Image
 
-    from bot.engine import assets, train
-    from bot.engine.model import LiteUNet
+    from bot.lab import assets, train
+    from bot.lab.model import LiteUNet
 
     photo = tmp_path / "photo.png"
     Image.fromarray(np.random.default_rng(0).integers(0, 256, (300, 400, 3), dtype=np.uint8)).save(photo)
@@ -143,8 +143,8 @@ def test_a_bf16_run_trains_float32_weights_and_exports_a_float32_graph(tmp_path:
 def test_an_exported_network_unfolds_into_the_same_network_with_batch_norms_to_train(tmp_path: Path) -> None:
     torch = pytest.importorskip("torch")
     pytest.importorskip("onnx")
-    from bot.engine import train, unfold
-    from bot.engine.model import LiteUNet
+    from bot.lab import train, unfold
+    from bot.lab.model import LiteUNet
 
     torch.manual_seed(3)
     net = LiteUNet(0.5)
@@ -176,8 +176,8 @@ def test_an_exported_network_unfolds_into_the_same_network_with_batch_norms_to_t
 def test_the_shipped_weights_are_the_shipped_network() -> None:
     torch = pytest.importorskip("torch")
     from bot.engine.mark import DEFAULT_SEGMENTER
-    from bot.engine.model import LiteUNet
-    from bot.engine.unfold import largest_difference
+    from bot.lab.model import LiteUNet
+    from bot.lab.unfold import largest_difference
 
     saved = torch.load(DEFAULT_SEGMENTER.with_suffix(".pt"), weights_only=False)
     net = LiteUNet(saved["config"]["width"])

@@ -13,9 +13,9 @@ import cv2
 import numpy as np
 import pytest
 
-from bot.engine import assets, bench, metrics, report
-from bot.engine.layers import procedural_logo
-from bot.engine.synth import FAMILIES, MARKED_FAMILIES, MASK_THRESHOLD, UNMARKED_FAMILIES, Sample, synthesize
+from bot.lab import assets, bench, metrics, report
+from bot.lab.layers import procedural_logo
+from bot.lab.synth import FAMILIES, MARKED_FAMILIES, MASK_THRESHOLD, UNMARKED_FAMILIES, Sample, synthesize
 from tests.watermarks import photo
 
 SIZE = (192, 256)  # (height, width) of the crops: small keeps the module fast
@@ -143,7 +143,7 @@ def test_bad_input_is_refused(base: np.ndarray) -> None:
 
 
 def test_synthesis_does_not_import_torch() -> None:
-    code = "import sys, bot.engine.synth, bot.engine.bench; print('torch' in sys.modules)"
+    code = "import sys, bot.lab.synth, bot.lab.bench; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 

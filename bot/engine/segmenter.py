@@ -1,4 +1,4 @@
-"""Runs the trained watermark segmenter (segmenter.onnx, see bot.engine.train) with onnxruntime on the CPU. No torch.
+"""Runs the trained watermark segmenter (segmenter.onnx, see bot.lab.train) with onnxruntime on the CPU. No torch.
 
 The network sees a downscaled proxy (long side at most PROXY_MAX_SIDE, both sides multiples of 32, as its encoder
 halves five times) and its maps are returned at the proxy's size, with the proxy itself: carrying them to full

@@ -15,9 +15,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from bot.engine import assets, bench
-from bot.engine.bench import Result
-from bot.engine.synth import FAMILIES, Sample
+from bot.lab import assets, bench
+from bot.lab.bench import Result
+from bot.lab.synth import FAMILIES, Sample
 
 __all__ = ["QUICK_N", "DEFAULT_N", "VAL_N", "benchmark", "default_n", "grid", "machine", "outputs", "table",
            "write_json"]

@@ -19,10 +19,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from bot.engine.assets import FontFile
-from bot.engine.layers import Layer, hsv_colour, logo_layer, over, rotate, scaled, text_layer
-from bot.engine.phrases import cjk_phrase, latin_phrase, short_phrase, stamp_phrase
-from bot.engine.signs import draw_sign
+from bot.lab.assets import FontFile
+from bot.lab.layers import Layer, hsv_colour, logo_layer, over, rotate, scaled, text_layer
+from bot.lab.phrases import cjk_phrase, latin_phrase, short_phrase, stamp_phrase
+from bot.lab.signs import draw_sign
 
 __all__ = ["FAMILIES", "MARKED_FAMILIES", "MASK_THRESHOLD", "UNMARKED_FAMILIES", "Sample", "synthesize"]
 

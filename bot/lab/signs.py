@@ -17,9 +17,9 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
-from bot.engine.assets import FontFile
-from bot.engine.layers import Layer, hsv_colour, over, text_layer
-from bot.engine.phrases import scene_phrase
+from bot.lab.assets import FontFile
+from bot.lab.layers import Layer, hsv_colour, over, text_layer
+from bot.lab.phrases import scene_phrase
 
 __all__ = ["SIGN_KINDS", "draw_sign"]
 

@@ -1,6 +1,6 @@
 """The watermark segmenter network: a "lite U-Net" (engine.md §6.2) with mask, alpha and colour heads. Torch only.
 
-Imported by training (bot.engine.train) and never at run time: the engine runs the exported ONNX graph through
+Imported by training (bot.lab.train) and never at run time: the engine runs the exported ONNX graph through
 onnxruntime (bot.engine.segmenter). Shape of the network:
 
     RGB [0,1] ──stem 3x3/2──► 1/2 ─DS/2─► 1/4 ─DS/2─► 1/8 ─DS/2─► 1/16 ─DS/2─► 1/32

@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from bot.engine.assets import FontFile, load_logo
+from bot.lab.assets import FontFile, load_logo
 
 __all__ = ["Layer", "hsv_colour", "logo_layer", "open_face", "over", "procedural_logo", "rotate", "scaled", "text_layer"]
 

@@ -1,4 +1,4 @@
-"""Trains the watermark segmenter (bot.engine.model) on synthetic marks and exports it to ONNX.
+"""Trains the watermark segmenter (bot.lab.model) on synthetic marks and exports it to ONNX.
 
 Training
 --------
@@ -6,11 +6,11 @@ Needs the ``[train]`` extra (torch, onnx; never a run-time dependency) and the D
 (``benchmarks/assets.sh``; without them synthesis falls back to procedural photos-free stand-ins and the model is
 useless). One command, resumable::
 
-    nohup python -m bot.engine.train --out /tmp/seg --minutes 90 > /tmp/seg.out 2>&1 &
+    nohup python -m bot.lab.train --out /tmp/seg --minutes 90 > /tmp/seg.out 2>&1 &
     tail -f /tmp/seg/train.log
-    python -m bot.engine.train --out /tmp/seg --minutes 90 --resume   # after an interruption
-    python -m bot.engine.train --out /tmp/seg --export                # only re-export the last checkpoint
-    python -m bot.engine.train --out /tmp/seg2 --init /tmp/seg/segmenter.pt --seed 1 --minutes 80  # fine-tune
+    python -m bot.lab.train --out /tmp/seg --minutes 90 --resume   # after an interruption
+    python -m bot.lab.train --out /tmp/seg --export                # only re-export the last checkpoint
+    python -m bot.lab.train --out /tmp/seg2 --init /tmp/seg/segmenter.pt --seed 1 --minutes 80  # fine-tune
 
 ``--init`` starts a new run (fresh optimiser, warm-up and schedule, its own data stream) from another run's
 weights (its segmenter.pt, or its checkpoint.pt): how a model is trained further on new photos, or for longer
@@ -57,9 +57,9 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from bot.engine import assets
-from bot.engine.model import OUTPUT_NAMES, Exported, LiteUNet, count_parameters
-from bot.engine.synth import MASK_THRESHOLD, synthesize
+from bot.lab import assets
+from bot.lab.model import OUTPUT_NAMES, Exported, LiteUNet, count_parameters
+from bot.lab.synth import MASK_THRESHOLD, synthesize
 
 __all__ = ["Config", "SyntheticBatches", "export", "losses", "main", "train"]
 
@@ -328,9 +328,9 @@ def _log(out: Path, line: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """`python -m bot.engine.train --out DIR [--minutes M] [--steps N] ...`; see the module docstring."""
+    """`python -m bot.lab.train --out DIR [--minutes M] [--steps N] ...`; see the module docstring."""
     defaults = Config()
-    parser = argparse.ArgumentParser(prog="python -m bot.engine.train", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m bot.lab.train", description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True, help="folder for checkpoint, log, ONNX and note")
     parser.add_argument("--minutes", type=float, help="training-time budget (the LR schedule follows it)")
     parser.add_argument("--steps", type=int, help="step budget (reproducible; takes precedence when shorter)")

@@ -7,9 +7,9 @@ that batch's statistics of its input (μ_B, σ_B) as its running statistics, γ 
 it is then exactly the exported network, and in train mode it is the same network on that batch (and about it
 on others), so training goes on from where the export left off instead of from a disrupted network::
 
-    python -m bot.engine.unfold bot/engine/models/segmenter.onnx      # writes segmenter.pt beside it
+    python -m bot.lab.unfold bot/engine/models/segmenter.onnx      # writes segmenter.pt beside it
 
-and ``python -m bot.engine.train --init bot/engine/models/segmenter.pt ...`` trains the shipped network further.
+and ``python -m bot.lab.train --init bot/engine/models/segmenter.pt ...`` trains the shipped network further.
 Needs the ``[train]`` extra (torch, onnx) and, for the calibration batch, the Debian assets.
 """
 
@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from bot.engine.model import LiteUNet
+from bot.lab.model import LiteUNet
 from bot.engine.segmenter import Segmenter, to_input
 
 __all__ = ["CALIBRATION_BATCHES", "largest_difference", "main", "unfold"]
@@ -97,15 +97,15 @@ def _inputs(net: LiteUNet, modules: Iterable[nn.Module], batch: torch.Tensor) ->
 
 def _calibration(width: float) -> torch.Tensor:
     """CALIBRATION_BATCHES training batches, drawn as training draws them (the train split, fixed seed)."""
-    from bot.engine.train import Config, SyntheticBatches
+    from bot.lab.train import Config, SyntheticBatches
 
     batches = iter(SyntheticBatches(Config(seed=0, width=width)))
     return torch.cat([next(batches)[0] for _ in range(CALIBRATION_BATCHES)])
 
 
 def main(argv: list[str] | None = None) -> None:
-    """`python -m bot.engine.unfold MODEL.onnx`: write MODEL.pt beside it (its width from MODEL.json)."""
-    parser = argparse.ArgumentParser(prog="python -m bot.engine.unfold", description=__doc__.splitlines()[0])
+    """`python -m bot.lab.unfold MODEL.onnx`: write MODEL.pt beside it (its width from MODEL.json)."""
+    parser = argparse.ArgumentParser(prog="python -m bot.lab.unfold", description=__doc__.splitlines()[0])
     parser.add_argument("onnx", type=Path, help="an exported segmenter, with its .json note beside it")
     args = parser.parse_args(argv)
     note = json.loads(args.onnx.with_suffix(".json").read_text())

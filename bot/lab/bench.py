@@ -26,9 +26,9 @@ from typing import Literal
 import cv2
 import numpy as np
 
-from bot.engine import assets, metrics, synth
+from bot.lab import assets, metrics, synth
 from bot.engine.mark import MarkEngine
-from bot.engine.synth import MARKED_FAMILIES, UNMARKED_FAMILIES, Sample, synthesize
+from bot.lab.synth import MARKED_FAMILIES, UNMARKED_FAMILIES, Sample, synthesize
 from bot.engine.text import TextEngine
 
 __all__ = ["BACKDROPS", "FAMILIES", "METHODS", "NO_MARK_FAMILIES", "SEED", "SETS", "Case", "Method", "Result", "Score",
