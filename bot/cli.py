@@ -144,7 +144,6 @@ def run(out: Path, overwrite: bool, webhook: bool, no_work: bool) -> None:
 
     async def serve() -> None:
         from adapters import plan, shell  # the one place bot/ reaches into adapters
-
         from bot.core import open_service
 
         runners = plan(settings, webhook=webhook)
@@ -172,7 +171,6 @@ def worker() -> None:
 
     async def work() -> None:
         from adapters import open_platforms  # the platforms it answers through
-
         from bot.core import open_service
 
         _stop_on_sigterm()
@@ -234,7 +232,9 @@ def serve(host: str, port: int | None, public_url: str | None) -> None:
         if not public_url.startswith(("http://", "https://")):
             raise click.BadParameter("must start with http:// or https://", param_hint="--public-url")
         settings = settings.model_copy(update={"public_url": public_url})
-    from bot.server import ServerNotStarted  # Starlette, uvicorn and the worker pool load only for `serve`
+    from bot.server import (
+        ServerNotStarted,  # Starlette, uvicorn and the worker pool load only for `serve`
+    )
     from bot.server import serve as serve_api
 
     try:
@@ -291,7 +291,9 @@ def bench_engine(quick: bool, n: int | None, megapixels: float, methods: str | N
     """Run no-op, oracle-mask Telea and the engines side by side; print one table (needs benchmarks/assets.sh)."""
     from tqdm import tqdm
 
-    from bot.lab import bench as engine_bench  # numpy, OpenCV and the engines load only for this command
+    from bot.lab import (
+        bench as engine_bench,  # numpy, OpenCV and the engines load only for this command
+    )
     from bot.lab import report
 
     chosen = [m.strip() for m in methods.split(",") if m.strip()] if methods else None
@@ -323,13 +325,13 @@ def bench_engine(quick: bool, n: int | None, megapixels: float, methods: str | N
 
 def format_usage(rows: list) -> str:  # type: ignore[type-arg]
     """A plain table of usage rows."""
-    header = ("platform", "chat", "today", "30 days", "all time", "failed", "refused", "cached", "success",
-              "median s")
+    header = ("platform", "chat", "today", "30 days", "all time", "failed", "refused", "cached", "no mark",
+              "success", "median s")
     lines = [header]
     for row in rows:
         lines.append((
             row.platform, row.chat_id, str(row.today), str(row.last_30_days), str(row.all_time), str(row.failed),
-            str(row.refused), str(row.cached), "-" if row.success_rate is None else f"{row.success_rate:.0%}",
+            str(row.refused), str(row.cached), str(row.unchanged), "-" if row.success_rate is None else f"{row.success_rate:.0%}",
             "-" if row.median_seconds is None else f"{row.median_seconds:.1f}",
         ))
     if len(lines) == 1:

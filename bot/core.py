@@ -39,11 +39,22 @@ class Outcome:
     error_code: str | None = None
     result: Image | None = None
     cached: bool = False
+    unchanged: bool = False  # no watermark found: the person was told so and kept their own file
 
     @property
     def ok(self) -> bool:
-        """The person got a cleaned image."""
+        """The person got a cleaned image, or was told there was nothing to clean."""
         return self.error_code is None
+
+
+@dataclass(frozen=True, slots=True)
+class _Answered:
+    """What a job that went well answered with, for its row."""
+
+    result: Image
+    cached: bool = False
+    api_ms: int | None = None
+    unchanged: bool = False
 
 
 REDELIVERED = "redelivered"  # the platform delivered a request again; its first job answers it
@@ -211,7 +222,7 @@ class Service:
                    expired: bool = False) -> Outcome:
         """The job's turn in its chat, its answer through its platform, and the row closed however it ends."""
         error_code: str | None = "internal_error"
-        result, cached, api_ms = None, False, None
+        answered: _Answered | None = None
         try:
             async with contextlib.AsyncExitStack() as stack:
                 stack.callback(self._leave, job.chat, ticket)  # however the job ends, the next one's turn comes
@@ -228,7 +239,7 @@ class Service:
                 try:
                     if expired:
                         raise Interrupted("older than an hour at the restart")
-                    result, cached, api_ms = await self._work(job_id, job, replies, platform, resumed, tr)
+                    answered = await self._work(job_id, job, replies, platform, resumed, tr)
                     error_code = None
                 except UnmarkError as error:
                     error_code = error.code
@@ -245,11 +256,15 @@ class Service:
             logger.exception("job %d could not be answered", job_id)
         finally:
             if error_code != POSTPONED:
-                await self.usage.finish(job_id, error_code=error_code, result=result, cached=cached, api_ms=api_ms)
-        return Outcome(job_id, error_code, result, cached)
+                await self.usage.finish(job_id, error_code=error_code, result=answered.result if answered else None,
+                                        cached=answered is not None and answered.cached,
+                                        api_ms=answered.api_ms if answered else None)
+        if answered is None:
+            return Outcome(job_id, error_code)
+        return Outcome(job_id, error_code, answered.result, answered.cached, answered.unchanged)
 
     async def _work(self, job_id: int, job: ImageJob, replies: Replies, platform: Platform,
-                    resumed: _Resumed | None, tr: i18n.Translations) -> tuple[Image, bool, int | None]:
+                    resumed: _Resumed | None, tr: i18n.Translations) -> _Answered:
         started = time.perf_counter()
         if resumed is not None and resumed.task_id and resumed.sha256 and isinstance(self.remover, Resumable):
             # PicWish has the image already: poll the task a restart cut off, at no second charge.
@@ -272,7 +287,7 @@ class Service:
             await replies.send_image(previous.data, images.result_filename(job.filename, previous),
                                      messages.done_caption(0, cached=True, tr=tr))
             await self.usage.delivered(job_id)
-            return previous, True, None
+            return _Answered(previous, cached=True)
 
         if resumed is None or not resumed.counted:
             exempt = self.settings.is_admin(job.chat.platform, job.chat.user_id)
@@ -286,17 +301,22 @@ class Service:
             # PicWish may fetch a typed link itself only if it would see exactly the bytes we checked.
             source_url=job.url if image.data is raw else None,
         )
+        if result.sha256 == image.sha256:  # the remover found no watermark and gave the image back as it was
+            await self.usage.unchanged(job_id)  # gives back the daily image claimed above
+            await replies.say(tr.gettext(messages.NO_WATERMARK))
+            await self.usage.delivered(job_id)
+            return _Answered(result, api_ms=int((time.perf_counter() - started) * 1000), unchanged=True)
         return await self._deliver(job_id, job, replies, image.sha256, result, started, tr)
 
     async def _deliver(self, job_id: int, job: ImageJob, replies: Replies, sha256: str, result: Image,
-                       started: float, tr: i18n.Translations) -> tuple[Image, bool, int | None]:
+                       started: float, tr: i18n.Translations) -> _Answered:
         api_ms = int((time.perf_counter() - started) * 1000)
         await replies.send_image(result.data, images.result_filename(job.filename, result),
                                  messages.done_caption(time.perf_counter() - started, tr=tr))
         await self.usage.delivered(job_id)  # at once: from here a restart must not answer again
         # Cached after the person has it: a multi-MB write need not delay their answer.
         await self.usage.remember_result(sha256, result)
-        return result, False, api_ms
+        return _Answered(result, api_ms=api_ms)
 
     async def _fetch_link(self, url: str) -> bytes:
         """Download a link a person typed, with the SSRF rules."""

@@ -37,6 +37,7 @@ SHELL_HINT = N_(
     "to run the bot in Telegram or Slack."
 )
 WORKING = N_("Removing the watermark…")
+NO_WATERMARK = N_("No watermark found; your image is unchanged.")
 CACHED = N_("I cleaned this exact image within the hour; here it is again.")
 INTERNAL_ERROR = N_("Something went wrong on my side. Please try again in a minute.")
 NOT_A_COMMAND = N_("I don't know that command. Type /help to see what I can do.")

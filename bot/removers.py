@@ -7,6 +7,8 @@ import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
+import numpy as np
+
 from bot import images
 from bot.config import Settings
 from bot.images import Image
@@ -20,7 +22,8 @@ TaskStarted = Callable[[str], Awaitable[None]]
 
 
 class Remover(Protocol):
-    """Takes an image with a watermark, gives back the same image without it."""
+    """Takes an image with a watermark, gives back the same image without it: or ``image`` itself, the very
+    same bytes, when it found no watermark and changed nothing (the core then says so instead of sending it)."""
 
     name: str
 
@@ -62,6 +65,8 @@ class LocalRemover:
         def clean() -> Image:
             rgb, alpha, icc = images.to_array(image)
             cleaned = self._engine.clean(rgb, lambda p: loop.call_soon_threadsafe(reports.put_nowait, p))
+            if np.array_equal(cleaned, rgb):  # no mark found: the person keeps their file, not a re-encoded copy
+                return image
             return images.from_array(cleaned, alpha, image.format, icc, like=image)
 
         async with self._one_at_a_time:

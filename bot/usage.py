@@ -84,6 +84,10 @@ MIGRATIONS: tuple[str, ...] = (
     -- The person's language as their platform said it, so a job finished after a restart answers in it too.
     ALTER TABLE jobs ADD COLUMN language TEXT;
     """,
+    """
+    -- Done, but the engine found no watermark: the person was told so, kept their file, and spent no image.
+    ALTER TABLE jobs ADD COLUMN unchanged INTEGER NOT NULL DEFAULT 0;
+    """,
 )
 
 
@@ -95,13 +99,14 @@ class Usage:
     chat_id: str | None
     today: int  # images counted against today's limit: exactly what claim() counts
     last_30_days: int
-    all_time: int
+    all_time: int  # images cleaned (a cleaned image sent again from the cache included; "no watermark" not)
     failed: int  # images we tried to clean and could not
     cached: int
     success_rate: float | None  # done / (done + failed), over all time: refusals are not tries
     median_seconds: float | None  # of successful jobs in the last 30 days
     cached_today: int = 0  # answered free from the result cache today: not counted against the limit
     refused: int = 0  # never tried: not an image, a path that is not there, the daily limit (errors.REFUSALS)
+    unchanged: int = 0  # answered "no watermark found": not cleaned, not counted against the limit
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,6 +186,10 @@ class UsageStore:
             )
         if changed == 0:
             raise QuotaExceeded(limit, int(day_start(now) + DAY))
+
+    async def unchanged(self, job_id: int) -> None:
+        """The remover found nothing to remove: the job gives its daily image back and is marked unchanged."""
+        await self.db.execute("UPDATE jobs SET counted = 0, unchanged = 1 WHERE id = ?", (job_id,))
 
     async def set_task(self, job_id: int, task_id: str) -> None:
         """Keep PicWish's task id so a restart can resume instead of paying again."""
@@ -281,8 +290,9 @@ class UsageStore:
             SELECT {columns},
                    COUNT(*) FILTER (WHERE counted = 1 AND state IN ('running', 'done') AND created_at >= ?) AS today,
                    COUNT(*) FILTER (WHERE cached = 1 AND state = 'done' AND created_at >= ?) AS cached_today,
-                   COUNT(*) FILTER (WHERE state = 'done' AND created_at >= ?) AS last_30_days,
-                   COUNT(*) FILTER (WHERE state = 'done') AS all_time,
+                   COUNT(*) FILTER (WHERE state = 'done' AND unchanged = 0 AND created_at >= ?) AS last_30_days,
+                   COUNT(*) FILTER (WHERE state = 'done' AND unchanged = 0) AS all_time,
+                   COUNT(*) FILTER (WHERE state = 'done' AND unchanged = 1) AS unchanged,
                    COUNT(*) FILTER (WHERE state IN ('failed', 'interrupted')
                                     AND COALESCE(error_code, '') NOT IN ({refusals})) AS failed,
                    COUNT(*) FILTER (WHERE state = 'failed' AND error_code IN ({refusals})) AS refused,
@@ -295,10 +305,12 @@ class UsageStore:
         rows = await self.db.fetch_all(query, (today, today, now - 30 * DAY, *codes, *codes, *params))
         result = []
         for row in rows:
-            done, failed = row["all_time"] or 0, row["failed"] or 0
+            # An image with no watermark was answered well, but not cleaned: a success, not a cleaned image.
+            done, failed = (row["all_time"] or 0) + (row["unchanged"] or 0), row["failed"] or 0
             result.append(Usage(
                 platform=row["platform"], chat_id=row["chat_id"], today=row["today"] or 0,
-                last_30_days=row["last_30_days"] or 0, all_time=done, failed=failed, cached=row["cached"] or 0,
+                last_30_days=row["last_30_days"] or 0, all_time=row["all_time"] or 0, failed=failed,
+                cached=row["cached"] or 0, unchanged=row["unchanged"] or 0,
                 success_rate=done / (done + failed) if done + failed else None,
                 median_seconds=await self._median_seconds(row["platform"], row["chat_id"], now - 30 * DAY),
                 cached_today=row["cached_today"] or 0, refused=row["refused"] or 0,

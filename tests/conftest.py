@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import io
 import os
 from collections.abc import AsyncIterator, Iterator
@@ -13,10 +15,14 @@ import numpy as np
 import PIL.Image
 import pytest
 
+from bot import images
 from bot.config import Settings
+from bot.images import Image
 from bot.picwish import PicWishClient
+from bot.removers import LocalRemover
 
 if TYPE_CHECKING:
+    from bot.engine import MarkEngine
     from bot.server import WorkerPool
 from tests.fakes.picwish import FakePicWish
 
@@ -54,6 +60,36 @@ async def client(fake: FakePicWish) -> AsyncIterator[PicWishClient]:
     async with http:
         yield PicWishClient(KEY, base_url="http://picwish.test", http=http, poll_interval=0.01,
                             backoff=0.01, requests_per_second=None)
+
+
+@functools.cache
+def _mark_engine() -> MarkEngine:
+    from bot.engine import MarkEngine
+
+    return MarkEngine.load()
+
+
+@pytest.fixture
+async def local_engine() -> LocalRemover:
+    """The bundled engine as the bot runs it without a PicWish key (loaded once per test session)."""
+    return LocalRemover(await asyncio.to_thread(_mark_engine))
+
+
+def marked(width: int = 640, height: int = 480, *, seed: int = 3, fmt: str = "png") -> bytes:
+    """A photo with a white "SAMPLE" at 60 % opacity across it (a mark the bundled engine finds), as PNG or JPEG."""
+    from tests.watermarks import add_text_watermark, encode, photo
+
+    rgb = add_text_watermark(photo(width, height, seed=seed), text="SAMPLE", alpha=0.6, seed=seed)[0]
+    return encode(rgb, fmt)
+
+
+def mirror(image: Image) -> Image:
+    """A cleaned image as a stand-in remover returns it: ``image`` flipped, so not the very same bytes (a remover
+    that hands back the input itself is saying it found no watermark)."""
+    picture = PIL.Image.open(io.BytesIO(image.data))
+    out = io.BytesIO()
+    picture.transpose(PIL.Image.Transpose.FLIP_LEFT_RIGHT).save(out, picture.format)
+    return images.load(out.getvalue())
 
 
 def jpeg(width: int = 640, height: int = 480, *, seed: int = 0, quality: int = 90, **save: object) -> bytes:

@@ -13,7 +13,7 @@ import numpy as np
 import PIL.Image
 import pytest
 
-from tests.conftest import KEY, jpeg
+from tests.conftest import KEY, jpeg, marked
 from tests.fakes.picwish import FakePicWish
 from tests.fakes.servers import serve
 from tests.watermarks import add_text_watermark, encode, photo
@@ -56,7 +56,7 @@ def mask_dilated(mask: np.ndarray, pixels: int = 25) -> np.ndarray:
 
 async def test_clean_through_picwish_and_usage_shows_both_jobs(tmp_path: Path) -> None:
     (tmp_path / "photo.jpg").write_bytes(jpeg(400, 300))
-    (tmp_path / "second.jpg").write_bytes(jpeg(300, 200, seed=9))
+    (tmp_path / "second.jpg").write_bytes(marked(320, 240, seed=9, fmt="jpeg"))
     fake = FakePicWish(keys={KEY})
     async with serve(fake.app) as url:
         status, out, err = await unmark("clean", "photo.jpg", env={"PICWISH_API_KEY": KEY, "PICWISH_API_URL": url})
@@ -94,8 +94,8 @@ async def test_clean_reports_each_failure_in_one_line_and_exits_non_zero(tmp_pat
 
 
 async def test_run_without_tokens_is_a_shell_chat_that_reads_piped_input(tmp_path: Path) -> None:
-    (tmp_path / "a.jpg").write_bytes(jpeg(120, 90))
-    (tmp_path / "b.jpg").write_bytes(jpeg(100, 80))
+    (tmp_path / "a.jpg").write_bytes(marked(320, 240, seed=1, fmt="jpeg"))
+    (tmp_path / "b.jpg").write_bytes(marked(320, 240, seed=2, fmt="jpeg"))
     # An absolute path starts with a slash as commands do, and is still a path.
     piped = f"a.jpg\n/usage\n/nonsense\n{tmp_path / 'b.jpg'}\n/quit\nignored.jpg\n".encode()
     status, out, err = await unmark("run", "--out", "results", stdin=piped)

@@ -20,7 +20,7 @@ from bot.images import Image
 from bot.jobs import ChatRef, ImageJob
 from bot.picwish import PicWishClient
 from bot.usage import UsageStore
-from tests.conftest import encode, jpeg
+from tests.conftest import encode, jpeg, mirror
 from tests.fakes.picwish import FakePicWish
 from tests.fakes.platform import MemoryPlatform
 from tests.fakes.replies import RecordingReplies
@@ -84,7 +84,7 @@ class GatedRemover:
     async def remove(self, image: Image, progress=None, *, on_task=None, source_url=None) -> Image:  # type: ignore[no-untyped-def]
         self.started.append(image.width)
         await self.release.wait()
-        return image
+        return mirror(image)
 
 
 async def test_a_photo_comes_back_cleaned_and_the_job_is_recorded(

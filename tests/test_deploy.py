@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from bot.config import Settings, load_settings
-from tests.conftest import KEY, jpeg
+from tests.conftest import KEY, jpeg, marked
 from tests.fakes.picwish import FakePicWish
 from tests.fakes.servers import serve
 from tests.fakes.slack import FakeSlack
@@ -59,7 +59,7 @@ async def test_each_procfile_process_serves_telegram_polling_and_answers_healthz
             assert bot.process.returncode is None, bytes(bot.stderr).decode()
             health = await http.get(f"http://127.0.0.1:{port}/healthz")
             assert (health.status_code, health.json()) == (200, {"status": "ok"})
-            tg.send_photo(chat, jpeg(320, 240))
+            tg.send_photo(chat, marked(320, 240, fmt="jpeg"))  # no PicWish key: the bundled engine cleans it
             await tg.wait_for(lambda: tg.documents(chat) and len(tg.sent(chat)) == 1, timeout=30)
             err = await bot.stop()
     assert bot.process.returncode == 0, err

@@ -25,18 +25,32 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from adapters import plan, web
-from adapters.slack import COMMAND, EVENTS_PATH, SHORTCUT_ID, SlackBot, open_slack, run, slack_routes
+from adapters.slack import (
+    COMMAND,
+    EVENTS_PATH,
+    SHORTCUT_ID,
+    SlackBot,
+    open_slack,
+    run,
+    slack_routes,
+)
 from bot import images, messages
 from bot.config import Settings, SettingsError
 from bot.core import open_service
 from bot.images import Image
 from bot.jobs import ChatRef, ImageJob
 from bot.picwish import PicWishClient
-from bot.removers import Remover
-from tests.conftest import encode, jpeg
+from bot.removers import LocalRemover, Remover
+from tests.conftest import encode, jpeg, marked, mirror
 from tests.fakes.picwish import FakePicWish
 from tests.fakes.servers import serve
-from tests.fakes.slack import SIGNING_SECRET, TEAM_ID, FakeSlack, form_body, signed_headers
+from tests.fakes.slack import (
+    SIGNING_SECRET,
+    TEAM_ID,
+    FakeSlack,
+    form_body,
+    signed_headers,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 DM, CHANNEL = "D0ALICE", "C0GENERAL"
@@ -56,7 +70,7 @@ class GatedRemover:
     async def remove(self, image: Image, progress=None, *, on_task=None, source_url=None) -> Image:  # type: ignore[no-untyped-def]
         self.started += 1
         await self.release.wait()
-        return image
+        return mirror(image)
 
 
 class ChattyRemover:
@@ -69,7 +83,7 @@ class ChattyRemover:
             if progress is not None:
                 await progress(percent)
         await asyncio.sleep(0.5)
-        return image
+        return mirror(image)
 
 
 @dataclass
@@ -145,7 +159,10 @@ def rows(settings: Settings) -> list[sqlite3.Row]:
 
 
 def png(width: int = 300, height: int = 200) -> bytes:
-    return encode(PIL.Image.new("RGB", (width, height), (200, 40, 90)), "PNG")
+    """A logo-like PNG that a mirror changes (the PicWish fake mirrors; one that came back the same is unchanged)."""
+    picture = PIL.Image.new("RGB", (width, height), (200, 40, 90))
+    picture.paste((250, 250, 250), (0, 0, width // 3, height))
+    return encode(picture, "PNG")
 
 
 # --- ways in ----------------------------------------------------------------------------------------------
@@ -605,3 +622,21 @@ async def test_jobs_cut_off_by_a_stop_are_answered_in_their_place_after_the_rest
     assert {(note["channel"], note["user"]) for note in fake.ephemerals} == {(CHANNEL, "U0ALICE")}
     assert fake.ephemerals[-1]["text"].startswith("I couldn't download an image from that link.")
     assert [r["state"] for r in rows(quick)] == ["done", "failed"]
+
+
+async def test_an_image_without_a_watermark_is_answered_in_words_and_spends_no_image(
+        settings: Settings, local_engine: LocalRemover) -> None:
+    async with running(configured(settings, {"daily_limit": 1}), local_engine) as slack:
+        fake = slack.fake
+        event = fake.mention_event(channel=CHANNEL, files=[fake.add_file(jpeg(seed=21), "holiday.jpg")])
+        await slack.deliver(fake.event_callback(event))
+        await slack.settle()
+        await slack.dm(fake.add_file(marked(), "marked.png", mimetype="image/png"))
+        await slack.settle()
+
+    # The clean image gets one sentence in its thread, no file; the marked one still had the day's image.
+    [answer] = fake.in_channel(CHANNEL)
+    assert (answer.text, answer.thread_ts) == (messages.NO_WATERMARK, event["ts"])
+    assert [(u.channel, u.filename) for u in fake.uploads] == [(DM, "marked-clean.png")]
+    assert [(r["state"], r["unchanged"], r["counted"]) for r in rows(slack.settings)] == [("done", 1, 0),
+                                                                                          ("done", 0, 1)]

@@ -31,7 +31,8 @@ from bot.config import Settings
 from bot.core import Service, open_service
 from bot.images import Image
 from bot.picwish import PicWishClient
-from tests.conftest import KEY, jpeg
+from bot.removers import LocalRemover
+from tests.conftest import KEY, jpeg, marked, mirror
 from tests.fakes.picwish import TASKS_PATH, FakePicWish
 from tests.fakes.servers import serve
 from tests.fakes.telegram import DOWNLOAD_LIMIT, TOKEN, FakeBotAPI
@@ -379,7 +380,7 @@ class SteppingRemover:
             await asyncio.sleep(self.pause)
             if progress is not None:
                 await progress(percent)
-        return image
+        return mirror(image)
 
 
 class GatedRemover:
@@ -394,7 +395,7 @@ class GatedRemover:
     async def remove(self, image: Image, progress=None, *, on_task=None, source_url=None) -> Image:  # type: ignore[no-untyped-def]
         self.started += 1
         await self.release.wait()
-        return image
+        return mirror(image)
 
 
 async def test_progress_edits_one_status_message_at_most_every_two_seconds_and_never_repeats(
@@ -614,3 +615,28 @@ async def test_a_bad_telegram_setting_stops_start_up_with_one_line(
         err = await bot.wait()
     assert bot.process.returncode == 2
     assert err.strip().splitlines() == [line]
+
+
+# --- nothing to remove -----------------------------------------------------------------------------------------
+
+
+async def test_a_photo_without_a_watermark_is_answered_in_words_and_spends_no_image(
+        tg: FakeBotAPI, tg_settings: Settings, local_engine: LocalRemover) -> None:
+    limited = tg_settings.model_copy(update={"daily_limit": 1})
+    async with open_service(limited, remover=local_engine) as service, polling(service, limited, tg):
+        chat = tg.private_chat()
+        clean = tg.send_photo(chat, jpeg(640, 480, seed=5))
+        await tg.wait_for(lambda: any(m.text == messages.NO_WATERMARK for m in tg.sent(chat)))
+        sent = tg.send_document(chat, marked(), file_name="marked.png")
+        await tg.wait_for(lambda: tg.documents(chat))
+
+    [answer] = [m for m in tg.sent(chat) if m.text == messages.NO_WATERMARK]
+    assert answer.reply_to == clean["message_id"]
+    # Nothing was sent back for the clean photo; the one daily image went to the marked one.
+    [result] = tg.documents(chat)
+    assert result.reply_to == sent["message_id"] and result.document is not None
+    assert result.document.filename == "marked-clean.png"
+    first, second = rows(limited)
+    assert (first["state"], first["unchanged"], first["counted"], first["bytes_out"]) == ("done", 1, 0,
+                                                                                          first["bytes_in"])
+    assert (second["state"], second["unchanged"], second["counted"]) == ("done", 0, 1)

@@ -88,6 +88,21 @@ async def test_chat_usage_reports_today_success_rate_and_median(database: str) -
         assert (await store.totals()).all_time == 2
 
 
+async def test_an_image_with_no_watermark_is_a_success_that_spends_no_image(database: str) -> None:
+    image = images.load(jpeg(100, 50))
+    async with UsageStore.open(database) as store:
+        for found in (False, True):
+            job = await store.start(JOB, backend="local")
+            await store.begin(job)
+            await store.claim(job, CHAT, limit=1)
+            if not found:
+                await store.unchanged(job)  # gives the day's one image back: the next claim gets it
+            await store.finish(job, result=image)
+        result = await store.chat_usage(CHAT)
+        assert (result.today, result.last_30_days, result.all_time, result.unchanged) == (1, 1, 1, 1)
+        assert result.success_rate == 1.0
+
+
 async def test_a_cut_off_job_is_read_back_as_the_record_it_was_started_with(database: str) -> None:
     path = database
     async with UsageStore.open(path) as store:
