@@ -272,24 +272,29 @@ def _issue25_sources() -> tuple[PhotoSource, ...]:
     return (
         # photos
         PhotoSource("endless-sky-land", "endless-sky-data", "train", "photo",
-                    tuple(p for name, p in land if _bucket(name) not in HELD_OUT_BUCKETS and _bucket(name) != GREY_BUCKET)),
+                    tuple(p for name, p in land
+                          if _bucket(name) not in HELD_OUT_BUCKETS and _bucket(name) != GREY_BUCKET)),
         PhotoSource("endless-sky-land-val", "endless-sky-data", "val", "photo",
                     tuple(p for name, p in land if HELD_OUT_BUCKETS.get(_bucket(name)) == "val")),
         PhotoSource("endless-sky-land-test", "endless-sky-data", "test", "photo",
                     tuple(p for name, p in land if HELD_OUT_BUCKETS.get(_bucket(name)) == "test")),
         PhotoSource("kphotoalbum-demo", "kphotoalbum", "train", "photo",
-                    _existing(p for p in sorted(KPHOTOALBUM_DEMO.glob("*.jpg")) if p.name not in KPHOTOALBUM_NOT_PHOTOS)),
+                    _existing(p for p in sorted(KPHOTOALBUM_DEMO.glob("*.jpg"))
+                              if p.name not in KPHOTOALBUM_NOT_PHOTOS)),
         PhotoSource("scratch-photos", "scratch", "train", "photo",
                     _existing(p for p in sorted(SCRATCH_BACKGROUNDS.glob("*/*.jpg"))
                               if p.name not in SCRATCH_DRAWN + SCRATCH_GREY)),
         # greyscale photos
-        PhotoSource("opencv-grey", "opencv-doc", "train", "grey", _existing(OPENCV_DATA / n for n in OPENCV_GREY_TRAIN)),
+        PhotoSource("opencv-grey", "opencv-doc", "train", "grey",
+                    _existing(OPENCV_DATA / n for n in OPENCV_GREY_TRAIN)),
         PhotoSource("endless-sky-land-grey", "endless-sky-data", "train", "grey",
                     tuple(p for name, p in land if _bucket(name) == GREY_BUCKET)),
         PhotoSource("scratch-grey", "scratch", "train", "grey",
                     _existing(p for p in sorted(SCRATCH_BACKGROUNDS.glob("*/*.jpg")) if p.name in SCRATCH_GREY)),
-        PhotoSource("opencv-grey-val", "opencv-doc", "val", "grey", _existing(OPENCV_DATA / n for n in OPENCV_GREY_VAL)),
-        PhotoSource("skimage-grey", "scikit-image", "val", "grey", _existing(_skimage_data() / n for n in SKIMAGE_GREY)),
+        PhotoSource("opencv-grey-val", "opencv-doc", "val", "grey",
+                    _existing(OPENCV_DATA / n for n in OPENCV_GREY_VAL)),
+        PhotoSource("skimage-grey", "scikit-image", "val", "grey",
+                    _existing(_skimage_data() / n for n in SKIMAGE_GREY)),
         PhotoSource("opencv-grey-test", "opencv-doc", "test", "grey",
                     _existing(OPENCV_DATA / n for n in OPENCV_GREY_TEST)),
         # product shots on plain grounds
