@@ -2,7 +2,7 @@
 # Installs the Debian packages that watermark synthesis and `unmark bench engine` draw photos, fonts and logos from
 # (bot/lab/assets.py lists which file belongs to the train, val or test split). Idempotent: packages already
 # installed are skipped, and with all of them present nothing is downloaded. About 380 MB of .debs for the photos,
-# fonts and logos, and about 420 MB more (with their dependencies) for issue 25's photos and clean images of every
+# fonts and logos, and about 450 MB more (with their dependencies) for issue 25's photos and clean images of every
 # kind (greyscale, product shots, screenshots, documents, illustrations).
 #
 #   sudo benchmarks/assets.sh      (or as root; Debian 12 "bookworm")
@@ -32,8 +32,7 @@ PACKAGES=(
   kphotoalbum                    # 23 demo photos of people and places (train); its handbook's screenshots (test)
   scratch                        # 54 stage photos, 6 drawn stages, 1 grey photo (train)
   # issue 25, product shots on plain grounds
-  argyll-doc                     # 35 colorimeters and spectrometers (22 train, 13 test)
-  eyes17                         # 8 product photos (val); 46 oscilloscope screenshots (train)
+  argyll-doc                     # 35 colorimeters and spectrometers (18 train, 8 val, 9 test)
   # issue 25, screenshots
   kalzium-data                   # its handbook's screenshots (train)
   cimg-doc                       # demo screenshots (train)

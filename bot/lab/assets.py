@@ -141,18 +141,16 @@ OPENCV_GREY_TRAIN = tuple(f"{side}0{i}.jpg" for i in range(1, 8) for side in ("l
 OPENCV_GREY_VAL = tuple(f"{side}0{i}.jpg" for i in (8, 9) for side in ("left", "right"))
 OPENCV_GREY_TEST = tuple(f"{side}{i}.jpg" for i in range(11, 15) for side in ("left", "right"))
 SKIMAGE_GREY = ("brick.png", "camera.png", "coins.png", "grass.png", "gravel.png", "moon.png")
-# Product shots on plain grounds: argyll-doc's (AGPL-3) colorimeters and spectrometers (test: crc32(name) % 3 == 0)
-# and eyes17's (GPL-3) boxes and sensors (val).
+# Product shots on plain grounds: argyll-doc's (AGPL-3) colorimeters and spectrometers, split by crc32(name) % 4
+# (ARGYLL_HELD_OUT; the rest train).
 ARGYLL_DOC = Path("/usr/share/doc/argyll-doc")
 ARGYLL_PRODUCTS = ("Chroma4", "ColorHug", "ColorMunki", "ColorMunkiCreate", "DTP20", "DTP22", "DTP41", "DTP51", "DTP92",
                    "DTP94", "EX1", "HCFR", "Huey", "JETI_1211", "JETI_1501", "K10A", "SMCube", "Smile", "Spyd2",
                    "Spyd3", "Spyd3x", "Spyd4", "Spyd5", "SpydX", "i1Pro3", "i1d", "i1d3_1", "i1d3_2", "i1m", "i1p",
                    "i1pro2", "mox", "moxxr", "sl", "ss")
-EYES17_PICS = Path("/usr/share/eyes17/helpFiles/pics")
-EYES17_PRODUCTS = ("accessory.jpg", "driven-pendulum-photo.jpg", "eyes-box.jpg", "eyes17-nb.jpg", "eyes17-panel.jpg",
-                   "induction-photo.jpg", "rod-pend-LB.jpg", "sr04-photo.jpg")
-# Screenshots: train: Kalzium's handbook (kalzium-data, GPL-2+), eyes17's oscilloscope screens, CImg's demo screens
-# (cimg-doc, CeCILL); val: XSane's manual (xsane-common, GPL-2+); test: KPhotoAlbum's handbook.
+ARGYLL_HELD_OUT: dict[int, Split] = {0: "test", 1: "val"}
+# Screenshots: train: Kalzium's handbook (kalzium-data, GPL-2+), CImg's demo screens (cimg-doc, CeCILL); val:
+# XSane's manual (xsane-common, GPL-2+); test: KPhotoAlbum's handbook.
 KDE_HANDBOOK = Path("/usr/share/doc/HTML/en")
 CIMG_IMAGES = Path("/usr/share/doc/cimg-dev/html/img")
 XSANE_HTML = Path("/usr/share/doc/xsane-common/html")
@@ -275,7 +273,6 @@ def _issue25_sources() -> tuple[PhotoSource, ...]:
     """The sources issue 25 added: several hundred more photos, and clean images of every other kind."""
     land = _endless_land()
     art4apps = sorted(p for p in ART4APPS.glob("*/*.jpg"))
-    screens = sorted(p for p in EYES17_PICS.glob("*-screen.png"))
     refcards = sorted(REFCARDS.glob("refcard-*.pdf.gz"))
     return (
         # photos
@@ -306,15 +303,12 @@ def _issue25_sources() -> tuple[PhotoSource, ...]:
         PhotoSource("opencv-grey-test", "opencv-doc", "test", "grey",
                     _existing(OPENCV_DATA / n for n in OPENCV_GREY_TEST)),
         # product shots on plain grounds
-        PhotoSource("argyll-products", "argyll-doc", "train", "product",
-                    _existing(ARGYLL_DOC / f"{n}.jpg" for n in ARGYLL_PRODUCTS if _crc(n) % 3 != 0)),
-        PhotoSource("eyes17-products", "eyes17", "val", "product", _existing(EYES17_PICS / n for n in EYES17_PRODUCTS)),
-        PhotoSource("argyll-products-test", "argyll-doc", "test", "product",
-                    _existing(ARGYLL_DOC / f"{n}.jpg" for n in ARGYLL_PRODUCTS if _crc(n) % 3 == 0)),
+        *(PhotoSource("argyll-products" + ("" if split == "train" else f"-{split}"), "argyll-doc", split, "product",
+                      _existing(ARGYLL_DOC / f"{n}.jpg" for n in ARGYLL_PRODUCTS
+                                if ARGYLL_HELD_OUT.get(_crc(n) % 4, "train") == split)) for split in SPLITS),
         # screenshots
         PhotoSource("kalzium-handbook", "kalzium-data", "train", "screenshot",
                     _big(sorted((KDE_HANDBOOK / "kalzium").glob("*.png")))),
-        PhotoSource("eyes17-screens", "eyes17", "train", "screenshot", _big(screens)),
         PhotoSource("cimg-screens", "cimg-doc", "train", "screenshot",
                     _big(p for p in sorted(CIMG_IMAGES.glob("ss_*.jpg")) if not p.name.startswith("ss_mini"))),
         PhotoSource("xsane-manual", "xsane-common", "val", "screenshot", _big(sorted(XSANE_HTML.glob("*.jpg")))),
