@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs the Debian packages that watermark synthesis and `unmark bench engine` draw photos, fonts and logos from
 # (bot/lab/assets.py lists which file belongs to the train, val or test split). Idempotent: packages already
-# installed are skipped, and with all of them present nothing is downloaded. About 380 MB of .debs in all.
+# installed are skipped, and with all of them present nothing is downloaded. About 380 MB of .debs for the photos,
+# fonts and logos, and about 450 MB more (with their dependencies) for issue 25's photos and clean images of every
+# kind (greyscale, product shots, screenshots, documents, illustrations).
 #
 #   sudo benchmarks/assets.sh      (or as root; Debian 12 "bookworm")
 set -euo pipefail
@@ -24,6 +26,26 @@ PACKAGES=(
   fonts-lato fonts-open-sans fonts-inter fonts-urw-base35 fonts-wqy-zenhei
   # logos: train (Oxygen icons), test (GNOME icons; opencv-doc's OpenCV logos)
   oxygen-icon-theme gnome-icon-theme
+  # issue 25, photos (crc32 of the file name picks val and test; the rest train)
+  endless-sky-data               # 273 land, city, interior photos, 720x360 (train 197 + 22 as grey, val 26, test 28)
+  endless-sky-high-dpi           # the same photos at 1440x720, used where installed
+  kphotoalbum                    # 23 demo photos of people and places (train); its handbook's screenshots (test)
+  scratch                        # 54 stage photos, 6 drawn stages, 1 grey photo (train)
+  # issue 25, product shots on plain grounds
+  argyll-doc                     # 35 colorimeters and spectrometers (18 train, 8 val, 9 test)
+  # issue 25, screenshots
+  kalzium-data                   # its handbook's screenshots (train)
+  cimg-doc                       # demo screenshots (train)
+  xsane-common                   # its manual's screenshots (val)
+  # issue 25, documents (pages rendered with pdftoppm)
+  poppler-utils                  # pdftoppm
+  r-doc-pdf                      # the R manuals, every 8th page (train)
+  gnuplot-doc                    # gnuplot's manual, 13 pages (val)
+  asymptote-doc                  # Asymptote's manual, 13 pages (test)
+  debian-refcard                 # the Debian reference card in 38 languages (22 val, 16 test)
+  # issue 25, illustrations
+  pysiogame                      # art4apps clip art (train; people: val; food: test)
+  gnome-backgrounds              # 16 drawn backgrounds (val)
 )
 
 missing=()

@@ -162,14 +162,65 @@ def test_jitter_varies_the_photo_reproducibly_and_keeps_the_truth_exact(base: np
 
 
 def test_train_val_and_test_assets_never_overlap() -> None:
-    for kind in ("photo", "scenetext"):
+    for kind in assets.KINDS:
         train, val, test = (set(assets.photos(split, kind)) for split in assets.SPLITS)  # type: ignore[arg-type]
         assert not train & test and not train & val and not val & test, kind
+    # Across kinds too: a file (a document's page) is in one split only, whatever kind it is drawn as.
+    files = {split: {assets.source_file(p).resolve() for s in assets.photo_sources() if s.split == split
+                     for p in s.paths} for split in assets.SPLITS}
+    assert not files["train"] & files["val"] and not files["train"] & files["test"]
+    assert not files["val"] & files["test"]
     # val's Latin fonts are unseen by training too (its CJK one is the train split's)
     latin = ({f.path for f in assets.fonts(split) if not f.cjk} for split in assets.SPLITS)  # type: ignore[arg-type]
     train, val, test = latin
     assert not train & test and not train & val and not val & test
     assert not set(assets.logos("train")) & set(assets.logos("test"))
+
+
+def test_no_split_draws_on_the_packages_kept_for_independent_evaluation() -> None:
+    import fnmatch
+    import shutil
+
+    sources = assets.photo_sources()
+    for source in sources:
+        assert not any(fnmatch.fnmatch(source.package, r) for r in assets.RESERVED_PACKAGES), source.name
+        for path in source.paths:
+            assert not str(assets.source_file(path)).startswith(assets.RESERVED_PATHS), path
+    files = sorted({str(assets.source_file(p).resolve()) for s in sources for p in s.paths})
+    if files and shutil.which("dpkg-query"):
+        # Which installed package owns each file (pip's scikit-image owns none): never a reserved one.
+        owned = subprocess.run(["dpkg-query", "-S", *files], capture_output=True, text=True).stdout
+        owners = {name.strip() for line in owned.splitlines() for name in line.split(":", 1)[0].split(",")}
+        reserved = {o for o in owners if any(fnmatch.fnmatch(o.split(":")[0], r) for r in assets.RESERVED_PACKAGES)}
+        assert not reserved
+
+
+@pytest.mark.parametrize("split", ["val", "test"])
+def test_every_clean_kind_has_images_in_val_and_test(split: str) -> None:
+    counts = {kind: len(assets.photos(split, kind)) for kind in assets.KINDS}  # type: ignore[arg-type]
+    if not any(counts.values()):
+        pytest.skip("benchmarks/assets.sh has not been run: no photos installed")
+    if split == "val" and not counts["grey"]:
+        pytest.skip("scikit-image ([train] extra) and opencv-doc bring val's greyscale photos")
+    assert all(counts.values()), counts
+    assert counts["photo"] >= 14 and counts["scenetext"] >= 6
+
+
+def test_the_train_split_has_several_hundred_photos_and_every_kind() -> None:
+    counts = {kind: len(assets.photos("train", kind)) for kind in assets.KINDS}
+    if not counts["photo"]:
+        pytest.skip("benchmarks/assets.sh has not been run: no photos installed")
+    assert counts["photo"] >= 300 and all(counts.values()), counts
+
+
+def test_document_pages_render_and_grey_images_load_grey() -> None:
+    pages = assets.photos("val", "document")
+    if not pages:
+        pytest.skip("no documents installed (benchmarks/assets.sh: debian-refcard, gnuplot-doc, poppler-utils)")
+    page = assets.load_photo(pages[0], 500_000, grey=True)
+    assert page.dtype == np.uint8 and page.ndim == 3 and page.shape[0] * page.shape[1] <= 1.01 * 500_000
+    assert np.array_equal(page[..., 0], page[..., 1]) and np.array_equal(page[..., 1], page[..., 2])
+    assert page.std() > 5  # a page with print on it, not a blank
 
 
 # --- metrics ------------------------------------------------------------------------------------------------------
@@ -233,6 +284,37 @@ def test_the_benchmark_set_is_fixed_and_grows_by_adding_samples() -> None:
     firsts = [c for c in two if c.index == 0]
     for a, b in zip(one, firsts, strict=True):
         assert np.array_equal(a.sample.marked, b.sample.marked) and a.photo == b.photo
+
+
+def test_clean_images_of_each_kind_get_their_own_row_and_kept_share(monkeypatch: pytest.MonkeyPatch,
+                                                                     tmp_path: Path) -> None:
+    from PIL import Image
+
+    files: dict[str, tuple[Path, ...]] = {}
+    for i, kind in enumerate(bench.NEGATIVE_KINDS):
+        files[kind] = (tmp_path / f"{kind}-a.png", tmp_path / f"{kind}-b.png")
+        for j, path in enumerate(files[kind]):
+            Image.fromarray(photo(120, 90, 40 + 2 * i + j)).save(path)
+    monkeypatch.setattr(assets, "photos", lambda split, kind="photo": files.get(kind, ()))
+
+    cases = bench.kind_cases("val", 2, megapixels=0.005)
+    again = bench.kind_cases("val", 2, megapixels=0.005)
+
+    assert [c.kind for c in cases] == [k for k in bench.NEGATIVE_KINDS for _ in range(2)]
+    assert [c.photo for c in cases[:2]] == ["grey-a.png", "grey-b.png"]  # spread over the kind's files
+    assert all(c.sample.family == "clean" and np.array_equal(c.sample.marked, c.sample.clean) for c in cases)
+    assert all(np.array_equal(a.sample.marked, b.sample.marked) for a, b in zip(cases, again, strict=True))
+    grey = next(c for c in cases if c.kind == "grey").sample.marked.astype(int)
+    assert np.abs(grey[..., 0] - grey[..., 2]).max() <= 2  # grey, but for the JPEG round trip's chroma
+    assert not any(c.sample.meta["flip"] for c in cases if c.kind in ("screenshot", "document"))
+
+    summary = bench.summarize(bench.run([*tiny_cases(1), *cases], {"noop": bench.METHODS["noop"]}))
+
+    for kind in bench.NEGATIVE_KINDS:
+        assert summary[kind]["noop"]["n"] == 2 and summary[kind]["noop"]["kept"] == 1.0
+    assert summary["clean"]["noop"]["n"] == 1  # the photos' row keeps photos only
+    text = report.table(summary)
+    assert "left unchanged, by kind" in text and all(kind in text for kind in bench.NEGATIVE_KINDS)
 
 
 def test_the_runner_scores_methods_side_by_side(tmp_path: Path) -> None:

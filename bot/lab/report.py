@@ -19,8 +19,8 @@ from bot.lab import assets, bench
 from bot.lab.bench import Result
 from bot.lab.synth import FAMILIES, Sample
 
-__all__ = ["QUICK_N", "DEFAULT_N", "VAL_N", "benchmark", "default_n", "grid", "machine", "outputs", "table",
-           "write_json"]
+__all__ = ["QUICK_N", "DEFAULT_N", "KEPT_TARGET", "VAL_N", "benchmark", "default_n", "grid", "kept_table", "machine",
+           "outputs", "table", "write_json"]
 
 DEFAULT_N = 12  # per family: 72 images at 1 MP, a few minutes on 2 cores (the held-out table)
 # On the val split, per set: as many as it takes to weigh a setting that moves a handful of images (18 photos a
@@ -63,6 +63,7 @@ def benchmark(out: Path, *, n: int | None = None, megapixels: float = bench.MEGA
         "run_seconds": round(time.perf_counter() - built, 2),
         "assets": {"photos": [assets.photo_name(p) for p in assets.photos(split)],
                    "scenetext": [assets.photo_name(p) for p in assets.photos(split, "scenetext")],
+                   "kinds": {kind: len(assets.photos(split, kind)) for kind in assets.KINDS},
                    "fonts": [f.name for f in assets.fonts(split)], "logos": len(assets.logos(split))},
     }
     json_path, grid_path = outputs(out, megapixels, split, on)
@@ -102,14 +103,40 @@ def table(summary: Mapping[str, Mapping[str, Mapping[str, float | int | None]]])
                 cells.append(f"  {text:>{w}}")
             lines.append(f"{group:<{width}}  {method:<{mwidth}}  {row['n']:>3}" + "".join(cells))
         lines.append("")
+    lines += kept_table(summary)
     return "\n".join(lines).rstrip()
+
+
+KEPT_TARGET = 0.995  # issue 25: clean images of every kind come back untouched
+
+
+def kept_table(summary: Mapping[str, Mapping[str, Mapping[str, float | int | None]]]) -> list[str]:
+    """Per method, the share of clean images of each kind it left bit for bit (images, not pixels), as lines; none
+    when the summary has no clean images."""
+    groups = {("photo" if kind == "clean" else kind): summary[group] for kind, group in
+              (("clean", "clean"), *((k, k) for k in bench.NEGATIVE_KINDS), ("scenetext", "scenetext"))
+              if group in summary}
+    if not groups:
+        return []
+    methods = list(next(iter(groups.values())))
+    mwidth = max([6, *(len(m) for m in methods)])
+    header = f"{'method':<{mwidth}}" + "".join(f"  {kind:>12}" for kind in groups)
+    lines = [f"clean images left unchanged, by kind (kept / n; target {KEPT_TARGET:.1%})", header, "-" * len(header)]
+    for method in methods:
+        cells = []
+        for row in (groups[kind][method] for kind in groups):
+            n = int(row["n"])  # type: ignore[arg-type]
+            kept = n - int(row["touched"])  # type: ignore[arg-type]
+            cells.append(f"  {f'{kept}/{n} {kept / n:.0%}':>12}")
+        lines.append(f"{method:<{mwidth}}" + "".join(cells))
+    return lines
 
 
 def write_json(path: Path, results: Sequence[Result], summary: Mapping[str, object], settings: Mapping[str, object]
                ) -> None:
     """Everything in one file: settings, machine, the summary table and every sample's scores and draw."""
     samples = [{
-        "family": r.case.sample.family, "photo": r.case.photo, "index": r.case.index,
+        "family": r.case.sample.family, "kind": r.case.kind, "photo": r.case.photo, "index": r.case.index,
         "size": list(r.case.sample.marked.shape[:2]), "meta": _jsonable(r.case.sample.meta),
         "scores": {name: asdict(score) for name, score in r.scores.items()},
     } for r in results]
@@ -120,8 +147,10 @@ def write_json(path: Path, results: Sequence[Result], summary: Mapping[str, obje
 
 def grid(path: Path, results: Sequence[Result]) -> int:
     """Save input | each method's result | true clean, for the cases whose outputs were kept; returns rows drawn."""
-    kept = sorted((r for r in results if r.outputs), key=lambda r: (FAMILIES.index(r.case.sample.family),
-                                                                      r.case.index))
+    # Clean images of the other kinds only where a method changed them: the rest look like their input.
+    shown = [r for r in results if r.outputs and (r.case.kind in ("photo", "scenetext")
+                                                  or any(score.touched for score in r.scores.values()))]
+    kept = sorted(shown, key=lambda r: (FAMILIES.index(r.case.sample.family), _kind_order(r.case.kind), r.case.index))
     if not kept:
         return 0
     methods = [m for m in kept[0].outputs if m != "noop"]
@@ -136,7 +165,8 @@ def grid(path: Path, results: Sequence[Result]) -> int:
         for i, image in enumerate(images):
             crop = image[box[1] : box[3], box[0] : box[2]]
             row[LABEL_HEIGHT : LABEL_HEIGHT + crop.shape[0], i * cw : i * cw + crop.shape[1]] = crop
-            label = f"{sample.family} #{result.case.index}" if i == 0 else headers[i]
+            own = sample.family if result.case.kind in ("photo", "scenetext") else result.case.kind
+            label = f"{own} #{result.case.index}" if i == 0 else headers[i]
             if 0 < i <= len(methods):
                 score = result.scores[methods[i - 1]]
                 label += f"  {score.psnr:.1f} dB" if score.psnr_w is None else f"  {score.psnr_w:.1f} dB-w"
@@ -193,3 +223,7 @@ def _jsonable(value: object) -> object:
     if isinstance(value, Path):
         return str(value)
     return value
+
+
+def _kind_order(kind: str) -> int:
+    return assets.KINDS.index(kind) if kind in assets.KINDS else 0  # type: ignore[arg-type]

@@ -70,6 +70,7 @@ def synthesize(
     size: tuple[int, int] | None = None,
     jpeg_probability: float = JPEG_PROBABILITY,
     jitter: bool = False,
+    mirror: bool | None = None,
 ) -> Sample:
     """Mark (or, for the unmarked families, only crop, maybe draw scene text, and re-encode) a photo.
 
@@ -84,12 +85,15 @@ def synthesize(
         jpeg_probability: chance of the JPEG re-encode (quality uniform in JPEG_QUALITY).
         jitter: vary the photo itself first (exposure, contrast, gamma, colour, blur or sharpening, resampling,
             noise), as training does so that a few dozen photos look like many; the benchmark keeps it off.
+        mirror: whether the crop may be mirrored (half the time); None: all but scene text (mirrored text is no
+            text), False for screenshots and documents too.
     """
     if family not in FAMILIES:
         raise ValueError(f"unknown family {family!r}; expected one of {FAMILIES}")
     if photo.dtype != np.uint8 or photo.ndim != 3 or photo.shape[2] != 3:
         raise ValueError(f"expected an HxWx3 uint8 photo, got {photo.dtype} {photo.shape}")
-    clean, meta = _crop(photo, size, rng, mirror=family != "scenetext")  # mirrored scene text is not real text
+    may_mirror = family != "scenetext" if mirror is None else mirror  # mirrored scene text is not real text
+    clean, meta = _crop(photo, size, rng, mirror=may_mirror)
     if family == "signs":  # before the jitter: the camera saw the sign, and it is part of the clean photo
         clean = draw_sign(clean, rng, fonts, meta)
     if jitter:

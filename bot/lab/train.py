@@ -17,19 +17,21 @@ weights (its segmenter.pt, or its checkpoint.pt): how a model is trained further
 than one session, without redoing the first run. The note records the weights it started from.
 
 Data: every batch is drawn on the fly by ``synth.synthesize`` from the *train* split of assets.py (photos, fonts,
-logos), families text/tiled/logo/stamp plus about 26 % negatives: clean photos, the four photos of real scene text,
+logos), families text/tiled/logo/stamp plus about 26 % negatives: clean images, the four photos of real scene text,
 and signs (text drawn into the scene with its perspective, light and blur: signs.py, since four photos are too few
-to teach what real text looks like). Every photo is first jittered (exposure, colour, blur, noise: synth.py) so that
-68 photos look like many more. Each sample is drawn on a canvas of a random side in CANVAS_SIDES (marks are sized
-relative to the canvas) and then cut to the --size crop, centred near a marked pixel when there is one: the network
-so sees marks at several scales relative to its window, which is what it meets on a downscaled proxy of a whole
-photo. Batches come from one DataLoader worker so that data and the two torch threads share the two cores. Losses:
-BCE + Dice on the mask (target alpha > MASK_THRESHOLD), L1 on alpha inside the mask (plus a small weight outside),
-L1 on the colour W / 255 inside the mask. AdamW with a warm-up then cosine decay over the run's budget (``--steps``
-or ``--minutes``, whichever ends first: a time budget makes the schedule depend on the machine's speed, so a run is
-reproducible only with ``--steps``). Where the CPU computes bfloat16 natively (AVX-512 BF16, AMX), the forward
-pass runs in it under autocast (``--bf16``, on by default there): the weights, the optimiser and the losses stay
-float32, and the exported graph is float32 like any other.
+to teach what real text looks like). All but real text are drawn on an image of a kind picked by KIND_WEIGHTS
+(photos mostly; greyscale photos, product shots, screenshots, rendered document pages, illustrations). Every image
+is first jittered (exposure, colour, blur, noise: synth.py) so that a few hundred look like many more. Each sample
+is drawn on a canvas of a random side in CANVAS_SIDES (marks are sized relative to the canvas) and then cut to the
+--size crop, centred near a marked pixel when there is one: the network so sees marks at several scales relative to
+its window, which is what it meets on a downscaled proxy of a whole photo. Batches come from one DataLoader worker
+so that data and the two torch threads share the two cores. Losses: BCE + Dice on the mask (target alpha >
+MASK_THRESHOLD), L1 on alpha inside the mask (plus a small weight outside), L1 on the colour W / 255 inside the mask.
+AdamW with a warm-up then cosine decay over the run's budget (``--steps`` or ``--minutes``, whichever ends first: a
+time budget makes the schedule depend on the machine's speed, so a run is reproducible only with ``--steps``). Where
+the CPU computes bfloat16 natively (AVX-512 BF16, AMX), the forward pass runs in it under autocast (``--bf16``, on by
+default there): the weights, the optimiser and the losses stay float32, and the exported graph is float32 like any
+other.
 
 Output in --out: checkpoint.pt every CHECKPOINT_MINUTES (model, optimiser, step, elapsed time, RNG states);
 train.log, one line per --log-every steps; at the end segmenter.onnx (opset 17, dynamic H and W, input ``image``
@@ -66,7 +68,13 @@ __all__ = ["Config", "SyntheticBatches", "export", "losses", "main", "train"]
 FAMILY_WEIGHTS = {"text": 0.24, "tiled": 0.19, "logo": 0.18, "stamp": 0.13, "clean": 0.12, "scenetext": 0.06,
                   "signs": 0.08}
 CANVAS_SIDES = (256, 320, 384, 448, 512)  # a sample's mark is drawn relative to one of these, then cropped
-PHOTO_MAX_PIXELS = 1_500_000  # photos are decoded once per worker at most this big (68 photos ≈ 310 MB)
+PHOTO_MAX_PIXELS = 1_500_000  # photos are decoded once per worker at most this big (the train split ≈ 1.7 GB)
+# Which kind of clean image a marked or clean sample is drawn on (assets.BACKGROUND_KINDS; a kind not installed is
+# skipped and the others weigh more): mostly photos, but marks land on pages, screens and drawings too, and those
+# must otherwise come back untouched.
+KIND_WEIGHTS = {"photo": 0.55, "grey": 0.07, "product": 0.06, "screenshot": 0.1, "document": 0.1,
+                "illustration": 0.12}
+UNMIRRORED_KINDS = ("screenshot", "document")  # mirrored, their text would be no text
 CHECKPOINT_MINUTES = 3.0
 WARMUP_STEPS = 100  # linear warm-up ends after this many steps or WARMUP_FRACTION of the budget, if sooner
 WARMUP_FRACTION = 0.03
@@ -110,10 +118,16 @@ class SyntheticBatches(IterableDataset):
         if info is not None:
             cv2.setNumThreads(1)  # the worker shares two cores with torch's threads: no OpenCV thread pool on top
         rng = np.random.default_rng([self.config.seed, self.start_step, worker])
-        photos = [assets.load_photo(p, PHOTO_MAX_PIXELS) for p in assets.photos("train")]
+        pools = {kind: [assets.load_photo(p, PHOTO_MAX_PIXELS, grey=kind == "grey")
+                        for p in assets.photos("train", kind)] for kind in KIND_WEIGHTS}
+        pools = {kind: pool for kind, pool in pools.items() if pool}
+        photos = pools.get("photo", [])
         scenes = [assets.load_photo(p, PHOTO_MAX_PIXELS) for p in assets.photos("train", "scenetext")] or photos
         if not photos:
             raise RuntimeError("no training photos installed: run benchmarks/assets.sh first")
+        kinds = list(pools)
+        kind_p = np.array([KIND_WEIGHTS[k] for k in kinds])
+        kind_p /= kind_p.sum()
         fonts, logos = assets.fonts("train"), assets.logos("train")
         families = list(FAMILY_WEIGHTS)
         weights = np.array(list(FAMILY_WEIGHTS.values()))
@@ -122,10 +136,11 @@ class SyntheticBatches(IterableDataset):
         while True:
             images, alphas, colours = [], [], []
             for family in rng.choice(families, size=self.config.batch, p=weights / weights.sum()):
-                pool = scenes if family == "scenetext" else photos
+                kind = "scenetext" if family == "scenetext" else kinds[int(rng.choice(len(kinds), p=kind_p))]
+                pool = scenes if family == "scenetext" else pools[kind]
                 side = int(rng.choice(canvases))
                 sample = synthesize(pool[int(rng.integers(len(pool)))], str(family), rng, fonts=fonts, logos=logos,
-                                    size=(side, side), jitter=True)
+                                    size=(side, side), jitter=True, mirror=False if kind in UNMIRRORED_KINDS else None)
                 window = _window(sample.alpha, crop, rng)
                 images.append(sample.marked[window])
                 alphas.append(sample.alpha[window])
@@ -275,7 +290,9 @@ def export(out: Path) -> Path:
                                                                                 for n in names}})
     note = {
         "data": {"split": "train", "photos": len(assets.photos("train")),
-                 "scenetext": len(assets.photos("train", "scenetext")), "fonts": len(assets.fonts("train")),
+                 "scenetext": len(assets.photos("train", "scenetext")),
+                 "kinds": {kind: len(assets.photos("train", kind)) for kind in KIND_WEIGHTS},
+                 "kind_weights": KIND_WEIGHTS, "fonts": len(assets.fonts("train")),
                  "logos": len(assets.logos("train")), "families": FAMILY_WEIGHTS, "canvas_sides": list(CANVAS_SIDES),
                  "photo_jitter": True},
         "config": state["config"],
