@@ -21,7 +21,7 @@ CVPR 2017, who pool one mark over many photos). So:
 4. Each pixel's snapped coverage of the mean (unblend.coverage) times A is inverted in every repeat; where two repeats'
    windows overlap, each piece of the mark goes to the repeat it is nearest the middle of. A stack whose mark does
    not stand out of what averaging leaves of the photos (MIN_CONTRAST_TO_NOISE), or is too faint to see
-   (MIN_OPACITY), is no tiled mark: nothing is changed.
+   (MIN_OPACITY), or that would cover more than MAX_COVER of the photo, is no tiled mark: nothing is changed.
 """
 
 from __future__ import annotations
@@ -62,6 +62,8 @@ MIN_CONTRAST_TO_NOISE = 2.0  # the mark's strongest differences over the mean's 
 FULL_SHARE = 0.8  # pixels whose difference reaches this share of the 95th percentile are fully covered
 MIN_OPACITY = 0.08  # the least opacity that explains the mean's differences must reach this
 MAX_OPACITY_FACTOR = 2.5  # A may exceed its lower bound by this factor at most (few repeats give a noisy spread)
+MAX_COVER = 0.25  # of the photo: a tiled mark is thin text or a logo (val: at most 0.13); a lattice of repeats
+# covering more is the photo's own (scikit-image's coins: 0.42)
 PIECE_GAP = 4  # px: pieces of the mark closer than this are one piece when repeats share out pixels
 
 
@@ -345,6 +347,8 @@ def remove(rgb: np.ndarray, belief: np.ndarray) -> tuple[np.ndarray, np.ndarray,
         return None
     alpha, colour, opacity, contrast = fitted
     out, changed = _paste(rgb, points, alpha, colour)
+    if np.count_nonzero(changed) > MAX_COVER * changed.size:
+        return None  # the photo's own pattern (coins on a tray, tiles, a grid of icons), not a mark laid over it
     return out, changed, TiledMark(lattice, len(points), colour, opacity, contrast)
 
 
