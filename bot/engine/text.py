@@ -1,7 +1,14 @@
-"""The first local engine: finds text-like overlays with the PP-OCR detector bundled in rapidocr and inpaints them.
+"""The first local engine: finds text-like overlays with the PP-OCR detector bundled in rapidocr and removes them.
 
 The mark engine (bot.engine.mark), the bot's engine, runs it after its own network, on the text lines the
 network left alone, only began on, or left showing.
+
+A line's ink is removed as the network's marks are (bot.engine.unblend): one colour W and opacity A are fitted to
+it against a guess of the photo under it (Telea's fill of the ink); where that one colour explains the ink and the
+photo around it is textured, the blend is inverted pixel by pixel (the photo comes back instead of a smear
+invented from around it), and only its opaque core (A at unblend.OPAQUE and above) and what still stands out once
+un-blended (an outline, a shadow) are inpainted. Ink one colour does not explain, that is opaque all through, or
+that lies on a smooth ground (where the fill is all but exact) is inpainted with Telea, as before.
 """
 
 from __future__ import annotations
@@ -16,11 +23,12 @@ import cv2
 import numpy as np
 
 from bot.engine import packages
-from bot.engine.inpaint import fill, paste
+from bot.engine.inpaint import MAX_HOLE_PIXELS, fill, paste
 from bot.engine.progress import Progress
 from bot.engine.rgb import as_rgb
 from bot.engine.textmask import Detector, Region, coarse_background, dilation_radius, ink_mask, line_regions
-from bot.engine.unblend import FIT_SAMPLES, fit_blend
+from bot.engine.unblend import (CHANGED, FIT_SAMPLES, MIN_CONTRAST, MIN_OPACITY, OPAQUE, coverage, fill_opaque,
+                                fit_blend, invert, standing_out)
 
 __all__ = ["DEFAULT_MODEL", "Belief", "TextEngine"]
 
@@ -49,6 +57,15 @@ BACKDROP_SHARE = 0.02  # ...in at most this share of the pixels (a sign's panel 
 MIN_LINE_HEIGHT = 8  # px: the least text height _on_a_backdrop reckons with
 STRIP_ROWS = 256  # _on_a_backdrop's rows at a time
 BLUR_REACH = 8  # px: how far its 2 px Gaussian blur reaches (OpenCV's kernel for sigma 2 is 17 px)
+UNBLEND = True  # un-blend a line's ink where one colour explains it (see _removed); False: Telea, as before
+MIN_ONE_COLOUR = 0.8  # a line's one-colour blend must explain this share of its ink's departures from the photo
+# inpainted under it to be un-blended (unblend.MIN_EXPLAINED: on a textured photo, a cat's fur, that guess is rough
+# under thick strokes, and a blend one colour explains fits at 0.8-0.9; val split: 0.8 and 0.95 alike)...
+TEXTURED = 100.0  # ...and the photo around it must have this much fine detail (see _texture), or it is inpainted:
+# on the val split, lines under 80 came back better inpainted (smooth grounds, where Telea is all but exact and the
+# inversion multiplies JPEG's noise by 1 / (1 - A)), lines over 170 mostly better un-blended; 50-150 score alike
+MIN_AROUND = 50  # pixels clear of the ink _texture needs to say anything
+OUTLINE_REACH = 2  # px around what still stands out of a line once un-blended that are inpainted with it
 MAX_LINES = 5  # see TextEngine.clean(after=...); chosen on the val split (its pages, signs and screens of text)
 PAGE_OPACITY = 0.5  # ...with ink at least this opaque (val: tiled marks 0.16-0.38, pages and puzzles 0.54-1)
 # Where the progress bar stands after each stage; the inpainting of regions spreads over the gap in between.
@@ -148,7 +165,7 @@ class TextEngine:
                     if mask.any() and not _on_a_backdrop(rgb, region):
                         mask = _on_the_photo(mask, rgb[box])
                 if mask is not None and mask.any():
-                    paste(out[box], fill(rgb[box], mask), mask)
+                    paste(out[box], _removed(rgb[box], mask, radius), mask)
                     changed += int(np.count_nonzero(mask))
                 span = PROGRESS_FILLED - PROGRESS_DETECTED
                 report(PROGRESS_DETECTED + span * (index + 1) // len(regions))
@@ -175,6 +192,55 @@ def _ink(rgb: np.ndarray, region: Region, radius: int, belief: Belief | None) ->
     crop = rgb[region.y0 : region.y1, region.x0 : region.x1]
     background = coarse_background(crop, region.line_mask)
     return window, background, ink_mask(crop, region.line_mask, radius, background)
+
+
+def _removed(crop: np.ndarray, mask: np.ndarray, radius: int) -> np.ndarray:
+    """crop (HxWx3 uint8) with the text ink of mask (HxW uint8, nonzero: the ink grown by radius) removed: un-blended
+    where one colour at one opacity explains it and the photo around it is textured, with its opaque core and what
+    one colour leaves standing out inpainted; otherwise inpainted with Telea. Only the pixels of mask are meant to
+    be pasted from it."""
+    filled = fill(crop, mask)
+    if not UNBLEND:
+        return filled
+    # The photo under the ink, inpainted from just around it (between the letters too): a far closer guess than
+    # the line's coarse background, whose fill spans the whole line.
+    marked, under = crop.astype(np.float32), filled.astype(np.float32)
+    grown = mask > 0
+    # The blend is fitted on the ink itself, not the photo around it that the mask's growth took in, whose
+    # departures from the smooth guess B are the photo's grain, which no colour explains.
+    size = 2 * radius + 1
+    ink = cv2.erode(mask, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size))) > 0
+    ink &= np.linalg.norm(marked - under, axis=-1) > MIN_CONTRAST
+    blend = fit_blend(marked[ink] - under[ink], under[ink])
+    if blend.opacity < MIN_OPACITY or blend.opacity >= OPAQUE or blend.explained < MIN_ONE_COLOUR:
+        return filled  # opaque all through, or not one colour: nothing to un-blend
+    if _texture(marked, ink, grown) < TEXTURED:
+        return filled  # a smooth ground: Telea's fill is all but exact there, and the inversion's noise is not
+    colour = np.broadcast_to(blend.colour, marked.shape)
+    opacity = np.where(grown, np.float32(blend.opacity), np.float32(0))
+    alpha = opacity * coverage(marked, under, colour, opacity)
+    restored, _ = invert(marked, alpha, colour)
+    # What one colour does not take off (an outline, a shadow, a letter of another colour) stands out once the
+    # rest is un-blended, and is inpainted with the opaque core.
+    size = 2 * OUTLINE_REACH + 1
+    left = cv2.dilate(standing_out(restored, under, grown).astype(np.uint8),
+                      cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size))) > 0
+    left &= grown
+    out = fill_opaque(restored, alpha, left, MAX_HOLE_PIXELS)
+    # Pixels the mark does not reach are the photo's own: they stay as they came.
+    return np.where(((alpha > CHANGED) | left)[..., None], out, crop)
+
+
+def _texture(marked: np.ndarray, ink: np.ndarray, grown: np.ndarray) -> float:
+    """How much fine detail the photo around a line's ink has, at the scale of its strokes: the mean squared
+    departure (summed over channels) of the pixels clear of the grown ink from their Gaussian blur of half a
+    stroke's width. What a fill across a stroke cannot bring back, so where it is high inpainting smears."""
+    around = ~(cv2.dilate(grown.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0)
+    if np.count_nonzero(around) < MIN_AROUND or not ink.any():
+        return 0.0
+    stroke = 2 * float(np.percentile(cv2.distanceTransform(ink.astype(np.uint8), cv2.DIST_L2, 3)[ink], 95))
+    blurred = cv2.GaussianBlur(marked, (0, 0), max(1.0, stroke / 2))
+    return float(((marked - blurred) ** 2).sum(-1)[around].mean())
 
 
 def _opaque(rgb: np.ndarray, regions: list[Region], radius: int, belief: Belief | None) -> bool:
