@@ -27,7 +27,8 @@
    on it in another colour, and is inpainted the same way. Only pixels whose opacity exceeds CHANGED, or that
    are inpainted, are written; every other pixel is copied exactly.
 4. The text engine (bot.engine.text, the PP-OCR detector; it reads the original image once, before step 2, as
-   its lines vouch for stamps) then inpaints, as that engine does, the text lines whose ink the steps above left
+   its lines vouch for stamps) then removes, as that engine does (un-blending them as step 3 does where one colour
+   explains them on a textured photo, inpainting them otherwise), the text lines whose ink the steps above left
    mostly unchanged (under text.HANDLED_SHARE) or still showing (text.STILL_SHARE: an outline or a shadow the
    one-colour blend did not take), if the segmenter gave their ink some belief (text.MIN_BELIEF): the network
    still misses text marks (big ones above all), or covers only part of them, that it half sees and the OCR
