@@ -61,9 +61,11 @@ UNBLEND = True  # un-blend a line's ink where one colour explains it (see _remov
 MIN_ONE_COLOUR = 0.8  # a line's one-colour blend must explain this share of its ink's departures from the photo
 # inpainted under it to be un-blended (unblend.MIN_EXPLAINED: on a textured photo, a cat's fur, that guess is rough
 # under thick strokes, and a blend one colour explains fits at 0.8-0.9; val split: 0.8 and 0.95 alike)...
-TEXTURED = 100.0  # ...and the photo around it must have this much fine detail (see _texture), or it is inpainted:
-# on the val split, lines under 80 came back better inpainted (smooth grounds, where Telea is all but exact and the
-# inversion multiplies JPEG's noise by 1 / (1 - A)), lines over 170 mostly better un-blended; 50-150 score alike
+TEXTURED = 250.0  # ...and the photo around it must have this much fine detail (see _texture), or it is inpainted:
+# on the val split (36 a family), lines under 80 came back better inpainted (smooth grounds, where Telea is all but
+# exact and the inversion multiplies JPEG's noise by 1 / (1 - A)), those over 300 mostly better un-blended, those
+# in between either way; inside the marks 100, 250 and 400 give 19.94, 19.96 and 19.94 dB (Telea alone 19.97),
+# over the image 33.71, 33.72 and 33.71 (33.70)
 MIN_AROUND = 50  # pixels clear of the ink _texture needs to say anything
 OUTLINE_REACH = 2  # px around what still stands out of a line once un-blended that are inpainted with it (val:
 # inpainting it gains 0.2 dB in the stamps; on a cat's fur it costs 0.3, as the fur's own texture stands out too)
