@@ -200,6 +200,55 @@ def test_the_text_pass_fills_believed_words_on_a_flat_backdrop(text_engine: Text
     assert mae_inside(out, clean, mask) <= mae_inside(marked, clean, mask) / 2
 
 
+def textured_photo(height: int, width: int, seed: int) -> np.ndarray:
+    """A photo with fine texture throughout (gradients under grain of 12 levels): what a fill across a stroke
+    cannot guess, so inpainting a see-through line smears over it."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
+    base = np.stack([96 + 60 * np.sin(x / 37), 128 + 50 * np.cos(y / 23), 80 + 40 * np.sin((x + y) / 51)], -1)
+    return np.clip(base + rng.normal(0, 12, (height, width, 3)), 0, 255).astype(np.uint8)
+
+
+def psnr_inside(a: np.ndarray, b: np.ndarray, mask: np.ndarray) -> float:
+    error = (a.astype(np.float64) - b.astype(np.float64))[mask]
+    return float(10 * np.log10(255**2 / np.mean(error**2)))
+
+
+@pytest.mark.parametrize(("colour", "alpha", "floor", "gain"),
+                         [((255, 255, 255), 0.4, 30, 6), ((200, 200, 200), 0.5, 26, 3)])
+def test_the_text_pass_un_blends_a_see_through_line(text_engine: TextEngine, monkeypatch: pytest.MonkeyPatch,
+                                                    colour: tuple[int, int, int], alpha: float, floor: float,
+                                                    gain: float) -> None:
+    # White or grey text at 40-50 % over a textured photo: inverting its one-colour blend brings the photo back,
+    # where inpainting its letters (the text pass before un-blending) invents smears. Grey is harder: where the
+    # photo is about as grey, the mark can hardly be told from it (and is hardly seen either).
+    clean = textured_photo(800, 1200, 61)
+    marked, mask = add_text_watermark(clean, "SAMPLE PHOTO", alpha, colour, seed=61)
+
+    out = text_engine.clean(marked)
+    monkeypatch.setattr(text, "UNBLEND", False)
+    inpainted = text_engine.clean(marked)
+
+    assert psnr_inside(out, clean, mask) >= floor
+    assert psnr_inside(out, clean, mask) >= psnr_inside(inpainted, clean, mask) + gain
+    far = far_from(mask, FAR)
+    assert np.array_equal(out[far], marked[far])
+
+
+def test_the_text_pass_still_inpaints_an_opaque_line(text_engine: TextEngine, monkeypatch: pytest.MonkeyPatch
+                                                    ) -> None:
+    # Opaque text hides the photo under it: nothing to un-blend, so its ink is inpainted exactly as before.
+    clean = textured_photo(800, 1200, 62)
+    marked, mask = add_text_watermark(clean, "SAMPLE PHOTO", 1.0, seed=62)
+
+    out = text_engine.clean(marked)
+    monkeypatch.setattr(text, "UNBLEND", False)
+
+    assert np.array_equal(out, text_engine.clean(marked))
+    assert np.any(out != marked, axis=2)[mask].mean() > 0.9
+    assert mae_inside(out, clean, mask) <= mae_inside(marked, clean, mask) / 2
+
+
 def page_of_text(lines: int, seed: int) -> np.ndarray:
     """A photographed page: dark lines of text on light, slightly uneven paper."""
     rng = np.random.default_rng(seed)

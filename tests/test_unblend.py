@@ -362,7 +362,7 @@ def test_lettering_on_a_plate_is_inpainted_once_the_plate_is_un_blended(letters:
     assert error(out, bare) < error(marked, bare) / 4  # the plate is un-blended, not invented
     assert error(out, ink) < 20  # the name is gone: un-blending alone leaves it at 124 levels off
     if not letters:
-        monkeypatch.setattr(mark, "ON_PLATE", np.inf)  # un-blending the plate and nothing more
+        monkeypatch.setattr(unblend, "ON_PLATE", np.inf)  # un-blending the plate and nothing more
         plain = mark.remove(marked, marks)
         assert np.all(out == plain, axis=-1)[plate > 0].mean() > 0.97
         assert error(out, plate > 0) < 1.03 * error(plain, plate > 0)

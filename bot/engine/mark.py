@@ -20,14 +20,15 @@
    network believes less (MARK_EDGE) that are connected to it: an accent, the pale side of an icon.
 3. At full resolution, tile by tile (TILE px a side, only the tiles a mark reaches, so memory stays bounded up
    to 10000 x 10000 and time follows the marks' area), each pixel's snapped coverage gives its opacity; the
-   blend is inverted below FEATHER_FROM, inpainted at unblend.OPAQUE and above, and mixed in between so the seam
+   blend is inverted below unblend.FEATHER_FROM, inpainted at OPAQUE and above, and mixed in between so the seam
    does not show. A mark to inpaint is inpainted only where it is: its ink (the pixels that differ from B) and
    INK_REACH px around it, not the gaps between its letters. Deep inside a wide un-blended mark (a stamp's
    see-through plate, PLATE_DEPTH), what still stands out once the plate is un-blended is the name or icon drawn
    on it in another colour, and is inpainted the same way. Only pixels whose opacity exceeds CHANGED, or that
    are inpainted, are written; every other pixel is copied exactly.
 4. The text engine (bot.engine.text, the PP-OCR detector; it reads the original image once, before step 2, as
-   its lines vouch for stamps) then inpaints, as that engine does, the text lines whose ink the steps above left
+   its lines vouch for stamps) then removes, as that engine does (un-blending them as step 3 does where one colour
+   explains them on a textured photo, inpainting them otherwise), the text lines whose ink the steps above left
    mostly unchanged (under text.HANDLED_SHARE) or still showing (text.STILL_SHARE: an outline or a shadow the
    one-colour blend did not take), if the segmenter gave their ink some belief (text.MIN_BELIEF): the network
    still misses text marks (big ones above all), or covers only part of them, that it half sees and the OCR
@@ -57,7 +58,8 @@ from bot.engine.rgb import as_rgb
 from bot.engine.segmenter import MIN_AREA, PROXY_MAX_SIDE, Segmentation, Segmenter, to_input, upsample
 from bot.engine.text import TextEngine
 from bot.engine.textmask import Region, joined
-from bot.engine.unblend import CHANGED, FIT_SAMPLES, MIN_CONTRAST, OPAQUE, coverage, fit_blend, invert
+from bot.engine.unblend import (CHANGED, FIT_SAMPLES, MIN_CONTRAST, MIN_EXPLAINED, MIN_OPACITY, coverage, fill_opaque,
+                                fit_blend, invert, one_colour, standing_out)
 
 __all__ = ["DEFAULT_SEGMENTER", "MarkEngine", "Marks"]
 
@@ -80,19 +82,16 @@ FIT_BAND = 5  # proxy px from the edge of the inpainted hole within which B is t
 REPEATS = 4  # this many marks or more are taken for the repeats of one tiled mark...
 LARGE_MARK = 0.02  # ...except marks covering more than this fraction of the proxy, which are fitted on their own
 REPEAT_SIZES = 3.0  # a faint repeat needs an area within this factor of the sure repeats' median (val split)
-MIN_EXPLAINED = 0.8  # a mark's one-colour blend must account for this share of its differences from B...
-MIN_OPACITY = 0.04  # ...and be at least this opaque, or it is left alone
-MIN_ONE_COLOUR = 0.95  # below this share a mark is a blend of several colours and is inpainted instead
+# unblend.MIN_EXPLAINED, MIN_OPACITY: a mark's one-colour blend must account for this share of its differences from
+# B and be this opaque, or it is left alone; below unblend.MIN_ONE_COLOUR it is a blend of several colours and is
+# inpainted instead...
 MAX_FILL = 0.15  # ...unless it covers more than this fraction of the proxy: then it is left alone (val scores
 # alike from 0.05 up; at 12 MP one false mark filled a fifth of a photo)
 GROUP_GAP = 0.03  # of the proxy's short side: pieces closer than this are one mark (letters of a word, repeats)
-FEATHER_FROM = 0.75  # from here up to unblend.OPAQUE the inversion is mixed with inpainting
 INK_REACH = 2  # px around a filled mark's ink that are filled too: its soft rim (val: 1 and 2 alike, 3 worse)
 PLATE_DEPTH = 6  # proxy px: an un-blended mark this far inside is a plate, not a stroke (val: 3-6 alike on marks,
 # 6 leaves its pages of real text as they were)
-ON_PLATE = 30.0  # 0..255: on a plate, lettering stands out of B by more than this once un-blended (val: 20-50 alike)
-PLATE_SPREAD = 6.0  # ...and by more than this many median absolute deviations of the plate's pixels (val: 3-6 alike,
-# 10 finds nothing; under 6 more of a textured photo under a bare plate is taken for lettering: tests/test_unblend.py)
+# On a plate, lettering stands out of B once un-blended: unblend.standing_out (ON_PLATE, PLATE_SPREAD).
 TILE_HOLE_PIXELS = 150_000  # Telea costs ~1 us per hole pixel: bigger holes in a tile are filled at a lower scale
 TILE = 1024  # full-resolution px per tile side
 TILE_MARGIN = 16  # px of context around a tile for inpainting; only the tile itself is written
@@ -188,10 +187,9 @@ def find_marks(seen: Segmentation, rgb: np.ndarray, lines: np.ndarray | None = N
             blend = shared
         else:
             blend = fit_blend(*_samples(rgb, background, core & usable[box], box))
-        one_colour = blend.explained >= MIN_ONE_COLOUR and blend.opacity >= MIN_OPACITY
         if (blend.explained < MIN_EXPLAINED or blend.opacity < MIN_OPACITY) and not stamps[group]:
             continue  # not a blend at all: a sign, a shadow, the network's mistake
-        if not one_colour:
+        if not one_colour(blend):
             # A blend, but not of one colour (outlined text, a many-coloured logo), or a stamp (an icon beside a
             # name) whatever its blend: inverting it with one W would leave the rest behind, so it is inpainted
             # like the first engine does; unless it is so big that inventing it would do more harm than any mark
@@ -321,29 +319,10 @@ def _clean_tile(tile: np.ndarray, marks: Marks, y0: int, x0: int, sy: float, sx:
         return tile, changed
     restored, _ = invert(marked, alpha, colour)
     if plate.any():
-        fill = fill | (_dilate(_lettering(restored, background, plate), INK_REACH) & plate)
+        # The name or icon drawn on a stamp's see-through plate in another colour.
+        fill = fill | (_dilate(standing_out(restored, background, plate), INK_REACH) & plate)
         changed = changed | fill
-    hole = (alpha >= FEATHER_FROM) | fill
-    if hole.any():
-        known = np.clip(np.rint(restored), 0, 255).astype(np.uint8)
-        filled = inpaint.fill(known, hole.astype(np.uint8), TILE_HOLE_PIXELS).astype(np.float32)
-        # 0 at FEATHER_FROM, 1 at OPAQUE and above: the inversion fades into the fill instead of meeting it.
-        mix = np.clip((alpha - FEATHER_FROM) / (OPAQUE - FEATHER_FROM), 0.0, 1.0)
-        mix[fill] = 1.0
-        restored = restored * (1 - mix[..., None]) + filled * mix[..., None]
-    return np.clip(np.rint(restored), 0, 255).astype(np.uint8), changed
-
-
-def _lettering(restored: np.ndarray, background: np.ndarray, plate: np.ndarray) -> np.ndarray:
-    """The pixels of a plate (a stamp's see-through box: the inside of a wide un-blended mark) that its un-blending
-    left standing out: the name or icon drawn on the plate in another colour, which one colour cannot take off
-    (it may even make them starker). They stand out of B by more than ON_PLATE and than PLATE_SPREAD times the
-    spread of the plate's own departures from B, which are the photo's texture and B's guesswork in a big hole."""
-    departure = np.linalg.norm(restored - background, axis=-1)
-    level = departure[plate]
-    median = float(np.median(level))
-    spread = float(np.median(np.abs(level - median)))
-    return plate & (departure > max(ON_PLATE, median + PLATE_SPREAD * spread))
+    return fill_opaque(restored, alpha, fill, TILE_HOLE_PIXELS), changed
 
 
 def _ink(marked: np.ndarray, background: np.ndarray, fill: np.ndarray) -> np.ndarray:

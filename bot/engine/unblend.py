@@ -18,8 +18,14 @@ binary (a glyph's inside, its anti-aliased rim, nothing). So:
   the glyph nothing changes, and only the rim in between is graded.
 - ``invert``: the inversion itself, with the opacity capped at OPAQUE and the mask of pixels too opaque to invert
   (their background is under the JPEG noise times 1 / (1 - A)), which the engine inpaints instead.
+- ``one_colour``: whether a fitted blend explains a mark well enough to invert it with its one colour.
+- ``standing_out``: what still stands out of B once un-blended (lettering in another colour, an outline): what one
+  colour does not explain, to inpaint.
+- ``fill_opaque``: inpaints the pixels too opaque to invert (and any others asked for), with the inversion fading
+  into the fill from FEATHER_FROM so the seam does not show.
 
-Numpy only, on one tile at a time, so the engine can bound its memory on huge images.
+Both the network's marks (bot.engine.mark) and the text lines of the PP-OCR pass (bot.engine.text) go through
+these, on one tile or one text line at a time, so the engines can bound their memory on huge images.
 """
 
 from __future__ import annotations
@@ -28,7 +34,10 @@ from typing import NamedTuple
 
 import numpy as np
 
-__all__ = ["CHANGED", "FULL", "MIN_CONTRAST", "NONE", "OPAQUE", "Blend", "coverage", "fit_blend", "invert"]
+from bot.engine import inpaint
+
+__all__ = ["CHANGED", "FEATHER_FROM", "FULL", "MIN_CONTRAST", "MIN_EXPLAINED", "MIN_ONE_COLOUR", "MIN_OPACITY", "NONE",
+           "OPAQUE", "Blend", "coverage", "fill_opaque", "fit_blend", "invert", "one_colour", "standing_out"]
 
 OPAQUE = 0.9  # at or above this opacity the background is not recovered but inpainted
 CHANGED = 0.02  # full-resolution opacity above which a pixel is rewritten (the truth's own mask threshold)
@@ -40,6 +49,15 @@ MIN_SAMPLES = 4  # fewer pixels than this fit nothing
 TOP_PERCENTILE = 95  # the opacity is the median share of the pixels within PLATEAU of this percentile's share:
 PLATEAU = 0.6  # the fully covered inside of the mark, robust to noise (an upper percentile alone overshoots)
 MAX_REFINEMENT = 0.15  # the regression on the inside may move the opacity by this much at most
+MIN_EXPLAINED = 0.8  # a mark's one-colour blend must account for this share of its differences from B...
+MIN_OPACITY = 0.04  # ...and be at least this opaque, or it is no blend at all
+MIN_ONE_COLOUR = 0.95  # below this share a mark is a blend of several colours and is inpainted instead
+FEATHER_FROM = 0.75  # from here up to OPAQUE the inversion is mixed with inpainting
+ON_PLATE = 30.0  # 0..255: what still stands out of B by more than this once un-blended is not the one colour's
+# (lettering on a stamp's plate; val: 20-50 alike)...
+PLATE_SPREAD = 6.0  # ...and by more than this many median absolute deviations of the pixels looked at (val: 3-6
+# alike, 10 finds nothing; under 6 more of a textured photo under a bare plate is taken for lettering:
+# tests/test_unblend.py)
 
 
 class Blend(NamedTuple):
@@ -144,3 +162,36 @@ def invert(marked: np.ndarray, alpha: np.ndarray, colour: np.ndarray, opaque: fl
     capped = np.minimum(alpha, opaque).astype(np.float32)[..., None]
     restored = (marked.astype(np.float32) - capped * colour) / (1.0 - capped)
     return np.clip(restored, 0.0, 255.0, out=restored), alpha >= opaque
+
+
+def one_colour(blend: Blend) -> bool:
+    """Whether one colour at one opacity explains a mark (MIN_ONE_COLOUR, MIN_OPACITY): then it is un-blended."""
+    return blend.explained >= MIN_ONE_COLOUR and blend.opacity >= MIN_OPACITY
+
+
+def standing_out(restored: np.ndarray, background: np.ndarray, where: np.ndarray) -> np.ndarray:
+    """The pixels of where (HxW bool) that its un-blending left standing out of B: what one colour does not take
+    off (a name or an icon drawn on a stamp's plate in another colour, which it may even make starker). They stand
+    out of B by more than ON_PLATE and than PLATE_SPREAD times the spread of the departures from B over where,
+    which are the photo's texture and B's guesswork in a big hole."""
+    departure = np.linalg.norm(restored - background, axis=-1)
+    level = departure[where]
+    if not level.size:
+        return np.zeros_like(where)
+    median = float(np.median(level))
+    spread = float(np.median(np.abs(level - median)))
+    return where & (departure > max(ON_PLATE, median + PLATE_SPREAD * spread))
+
+
+def fill_opaque(restored: np.ndarray, alpha: np.ndarray, fill: np.ndarray, max_hole_pixels: int) -> np.ndarray:
+    """The un-blended pixels (HxWx3 float32) as uint8, with those at OPAQUE and above, and those of fill (HxW
+    bool), inpainted from the rest; between FEATHER_FROM and OPAQUE the inversion is mixed with the fill."""
+    hole = (alpha >= FEATHER_FROM) | fill
+    if hole.any():
+        known = np.clip(np.rint(restored), 0, 255).astype(np.uint8)
+        filled = inpaint.fill(known, hole.astype(np.uint8), max_hole_pixels).astype(np.float32)
+        # 0 at FEATHER_FROM, 1 at OPAQUE and above: the inversion fades into the fill instead of meeting it.
+        mix = np.clip((alpha - FEATHER_FROM) / (OPAQUE - FEATHER_FROM), 0.0, 1.0)
+        mix[fill] = 1.0
+        restored = restored * (1 - mix[..., None]) + filled * mix[..., None]
+    return np.clip(np.rint(restored), 0, 255).astype(np.uint8)

@@ -69,17 +69,40 @@ def _noop(sample: Sample) -> np.ndarray:
     return sample.marked.copy()
 
 
-def _oracle_telea(sample: Sample) -> np.ndarray:
-    """Telea (r=3) on the true mask (alpha > 0.02) dilated 2 px, pasted into that mask only: the inpainting ceiling."""
-    mask = sample.mask.astype(np.uint8)
-    if not mask.any():
-        return sample.marked.copy()
-    size = 2 * ORACLE_DILATE + 1
-    mask = cv2.dilate(mask, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size)))
-    out = sample.marked.copy()
-    filled = cv2.inpaint(sample.marked, mask, ORACLE_RADIUS, cv2.INPAINT_TELEA)
-    np.copyto(out, filled, where=mask.astype(bool)[..., None])
-    return out
+def _oracle(fill: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> Method:
+    """An inpainter on the true mask (alpha > 0.02) dilated 2 px, pasted into that mask only: the inpainting
+    ceiling. fill: (image HxWx3 uint8, mask HxW uint8 nonzero = hole) -> the inpainted image."""
+
+    def method(sample: Sample) -> np.ndarray:
+        mask = sample.mask.astype(np.uint8)
+        if not mask.any():
+            return sample.marked.copy()
+        size = 2 * ORACLE_DILATE + 1
+        mask = cv2.dilate(mask, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size)))
+        out = sample.marked.copy()
+        np.copyto(out, fill(sample.marked, mask), where=mask.astype(bool)[..., None])
+        return out
+
+    return method
+
+
+def _opencv(flags: int) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+    """OpenCV's photo module inpainting (Telea or Navier-Stokes), radius ORACLE_RADIUS."""
+    return lambda image, mask: cv2.inpaint(image, mask, ORACLE_RADIUS, flags)
+
+
+def _fsr(flags: int) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+    """opencv-contrib's xphoto frequency-selective reconstruction (FSR), which wants 0 = hole in its mask."""
+
+    def fill(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        out = np.empty_like(image)
+        cv2.xphoto.inpaint(image, (mask == 0).astype(np.uint8), out, flags)
+        return out
+
+    return fill
+
+
+_oracle_telea = _oracle(_opencv(cv2.INPAINT_TELEA))
 
 
 def _cleaner(load: Callable[[], TextEngine | MarkEngine]) -> Method:
@@ -92,10 +115,14 @@ def _cleaner(load: Callable[[], TextEngine | MarkEngine]) -> Method:
 METHODS: dict[str, Callable[[], Method]] = {
     "noop": lambda: _noop,
     "oracle_telea": lambda: _oracle_telea,
+    "oracle_ns": lambda: _oracle(_opencv(cv2.INPAINT_NS)),  # Navier-Stokes, the other inpainter OpenCV ships
     "text_engine": lambda: _cleaner(TextEngine.load),  # the first engine: PP-OCR text lines, inpainted
     "mark_network": lambda: _cleaner(lambda: MarkEngine.load(text=False)),  # the segmenter and un-blending alone
     "mark_engine": lambda: _cleaner(MarkEngine.load),  # ...then the text engine's pass: the bot's engine
 }
+if hasattr(cv2, "xphoto"):  # only with opencv-contrib, which the project does not install (docs/engine.md)
+    METHODS["oracle_fsr_fast"] = lambda: _oracle(_fsr(cv2.xphoto.INPAINT_FSR_FAST))
+    METHODS["oracle_fsr_best"] = lambda: _oracle(_fsr(cv2.xphoto.INPAINT_FSR_BEST))
 
 
 @dataclass(frozen=True, slots=True)
