@@ -172,6 +172,14 @@ def load_ppocr_detector(path: Path) -> nn.Module:
             if buffer is not None and buffer.is_floating_point():
                 del module._buffers[name]
                 module.register_parameter(name, nn.Parameter(buffer.clone()))
+    # ...but the graph's small constants (GELU's sqrt(2), 1 and 0.5; Resize's scales) come out as parameters too:
+    # they are fixed numbers, not weights, so they become buffers that no step moves.
+    constants = getattr(net, "initializers", None)
+    if constants is not None:
+        for name, value in list(constants._parameters.items()):
+            if value is not None and value.ndim <= 1 and value.numel() <= 4:
+                del constants._parameters[name]
+                constants.register_buffer(name, value.detach().clone())
     return net
 
 
