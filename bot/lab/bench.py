@@ -86,6 +86,12 @@ METHODS: dict[str, Callable[[], Method]] = {
     "mark_network": lambda: _cleaner(lambda: MarkEngine.load(text=False)),  # the segmenter and un-blending alone
     "mark_engine": lambda: _cleaner(MarkEngine.load),  # ...then the text engine's pass: the bot's engine
 }
+# A finder fine-tuned from pretrained weights (bot.lab.finetune, issue 25), when one is committed beside the
+# segmenter: the same engine with it in place of the segmenter, to weigh the two ("v2") before switching.
+FINDER = Path(__file__).resolve().parents[1] / "engine" / "models" / "finder.onnx"
+if FINDER.is_file():
+    METHODS["mark_network_v2"] = lambda: _cleaner(lambda: MarkEngine.load(FINDER, text=False))
+    METHODS["mark_engine_v2"] = lambda: _cleaner(lambda: MarkEngine.load(FINDER))
 
 
 @dataclass(frozen=True, slots=True)

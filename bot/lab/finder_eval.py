@@ -9,7 +9,8 @@ and its mask probability is compared with the true mark on that proxy (the share
 alpha > synth.MASK_THRESHOLD, covers at full resolution, at least a half). Per marked family: mean IoU and recall
 over its cases at a threshold; on the clean photos and the photos of real text, the share on which the finder
 claims any proxy pixel above it. Every threshold in --thresholds is scored; the table shows each finder at 0.5 and
-at the threshold that gives it the best mean IoU over the four families (chosen here, on val).
+at the threshold that gives it the best mean IoU over the four families (chosen here, on val), and at the engine's
+core probability (mark.MIN_PEAK). ``--json`` keeps every threshold; ``--table A.json B.json`` prints them together.
 A graph with an output named ``mask`` is read from it (today's segmenter has three outputs); otherwise its one
 output is the probability.
 """
@@ -32,6 +33,7 @@ __all__ = ["THRESHOLDS", "evaluate", "main", "table"]
 
 THRESHOLDS = (0.3, 0.5, 0.7, 0.8, 0.9, 0.95, 0.99, 0.999, 0.9995)
 NO_MARK = ("clean", "scenetext")
+ENGINE_CORE = "0.9995"  # mark.MIN_PEAK: the engine keeps a mark only with a core this sure
 
 
 def _session(path: Path, threads: int):  # type: ignore[no-untyped-def]
@@ -89,16 +91,18 @@ def _mean_iou(scores: dict[str, float]) -> float:
 
 
 def table(results: dict[str, dict]) -> str:
-    """A markdown table: each finder at 0.5 and at its best threshold by mean IoU."""
+    """A markdown table: each finder at 0.5, at its best threshold by mean IoU, and at the engine's core (what it
+    finds, and claims on clean photos, at the probability the engine asks a mark's core to reach)."""
     head = ("| finder | threshold | " + " | ".join(f"{f} IoU / recall" for f in MARKED_FAMILIES)
             + " | mean IoU | clean / real-text photos claimed | s per proxy |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for name, result in results.items():
         best = max(result["at"], key=lambda t: _mean_iou(result["at"][t]))
-        for t in dict.fromkeys(("0.5", best)):
+        for t in dict.fromkeys(("0.5", best, ENGINE_CORE)):
             s = result["at"][t]
             cells = " | ".join(f"{s[f'{f}.iou']:.3f} / {s[f'{f}.recall']:.3f}" for f in MARKED_FAMILIES)
-            lines.append(f"| {name} | {t}{' (best)' if t == best else ''} | {cells} | {_mean_iou(s):.3f} | "
+            label = " (best)" if t == best else " (engine's core)" if t == ENGINE_CORE else ""
+            lines.append(f"| {name} | {t}{label} | {cells} | {_mean_iou(s):.3f} | "
                          f"{100 * s['clean.claimed']:.0f} % / {100 * s['scenetext.claimed']:.0f} % | "
                          f"{result['seconds']:.3f} |")
     return "\n".join(lines)
@@ -106,11 +110,15 @@ def table(results: dict[str, dict]) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bot.lab.finder_eval", description=__doc__.splitlines()[0])
-    parser.add_argument("models", nargs="+", help="ONNX finders; NAME=PATH to name one")
+    parser.add_argument("models", nargs="*", help="ONNX finders; NAME=PATH to name one")
+    parser.add_argument("--table", type=Path, nargs="+", help="only print the table of earlier --json files")
     parser.add_argument("--n", type=int, default=36, help="cases per family (bench's val default)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--json", type=Path, help="write every threshold's figures here")
     args = parser.parse_args(argv)
+    if args.table:
+        print(table({k: v for path in args.table for k, v in json.loads(path.read_text())["results"].items()}))
+        return
     models = {}
     for spec in args.models:
         name, _, path = spec.rpartition("=")
