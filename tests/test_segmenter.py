@@ -184,3 +184,14 @@ def test_the_shipped_weights_are_the_shipped_network() -> None:
     net.load_state_dict(saved["model"])
 
     assert largest_difference(DEFAULT_SEGMENTER, net) <= 1e-4
+
+
+def test_the_shipped_finder_loads_as_a_probability_graph_beside_the_segmenter() -> None:
+    from bot.engine.mark import DEFAULT_SEGMENTER
+
+    finder = DEFAULT_SEGMENTER.with_name("finder.onnx")
+    note = json.loads(finder.with_suffix(".json").read_text())
+    assert note["kind"] == "probability" and note["pretrained"]["licence"] == "Apache-2.0"
+    seen = Segmenter.load(finder, threads=1).predict(np.full((90, 130, 3), 200, np.uint8))
+    assert seen.mask.shape == (96, 128) and 0 <= seen.mask.min() and seen.mask.max() <= 1
+    assert not seen.alpha.any()

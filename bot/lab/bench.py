@@ -123,6 +123,12 @@ METHODS: dict[str, Callable[[], Method]] = {
 if hasattr(cv2, "xphoto"):  # only with opencv-contrib, which the project does not install (docs/engine.md)
     METHODS["oracle_fsr_fast"] = lambda: _oracle(_fsr(cv2.xphoto.INPAINT_FSR_FAST))
     METHODS["oracle_fsr_best"] = lambda: _oracle(_fsr(cv2.xphoto.INPAINT_FSR_BEST))
+# A finder fine-tuned from pretrained weights (bot.lab.finetune, issue 25), when one is committed beside the
+# segmenter: the same engine with it in place of the segmenter, to weigh the two ("v2") before switching.
+FINDER = Path(__file__).resolve().parents[1] / "engine" / "models" / "finder.onnx"
+if FINDER.is_file():
+    METHODS["mark_network_v2"] = lambda: _cleaner(lambda: MarkEngine.load(FINDER, text=False))
+    METHODS["mark_engine_v2"] = lambda: _cleaner(lambda: MarkEngine.load(FINDER))
 
 
 @dataclass(frozen=True, slots=True)

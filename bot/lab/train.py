@@ -103,7 +103,8 @@ class Config:
 
 
 class SyntheticBatches(IterableDataset):
-    """An endless stream of (image, alpha, colour) batches synthesised from the train split.
+    """An endless stream of (image, alpha, colour) batches synthesised from the train split; config needs only
+    seed, batch and size (bot.lab.finetune streams the same data with its own config).
 
     Seeded by (seed, start step, worker), so a resumed run draws fresh, reproducible data rather than repeating
     the batches it already saw."""
@@ -167,7 +168,7 @@ def _window(alpha: np.ndarray, crop: int, rng: np.random.Generator) -> tuple[sli
 
 
 def losses(heads: dict[str, torch.Tensor], alpha: torch.Tensor, colour: torch.Tensor) -> dict[str, torch.Tensor]:
-    """The loss parts; "total" is what is minimised. alpha N×1×H×W in [0, 1], colour N×3×H×W in [0, 1]."""
+    """The loss parts; "total" is what is minimised (the alpha and colour parts only for heads that have them). alpha N×1×H×W in [0, 1], colour N×3×H×W in [0, 1]."""
     target = (alpha > MASK_THRESHOLD).float()
     logit = heads["mask"]
     bce = F.binary_cross_entropy_with_logits(logit, target)
@@ -175,9 +176,10 @@ def losses(heads: dict[str, torch.Tensor], alpha: torch.Tensor, colour: torch.Te
     # Dice over the whole batch, so the many clean crops (empty targets) do not make it undefined.
     dice = 1 - (2 * (prob * target).sum() + 1) / (prob.sum() + target.sum() + 1)
     inside = target.sum().clamp_min(1)
-    error = (heads["alpha"] - alpha).abs()
-    alpha_l1 = (error * target).sum() / inside + ALPHA_OUTSIDE_WEIGHT * (error * (1 - target)).mean()
-    parts = {"bce": bce, "dice": dice, "alpha": alpha_l1}
+    parts = {"bce": bce, "dice": dice}
+    if "alpha" in heads:  # the fine-tuned finders (bot.lab.finetune) have a mask head only
+        error = (heads["alpha"] - alpha).abs()
+        parts["alpha"] = (error * target).sum() / inside + ALPHA_OUTSIDE_WEIGHT * (error * (1 - target)).mean()
     if "colour" in heads:
         parts["colour"] = ((heads["colour"] - colour).abs() * target).sum() / (3 * inside)
     parts["total"] = sum(parts.values())  # type: ignore[assignment]
