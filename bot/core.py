@@ -286,7 +286,7 @@ class Service:
         if previous is not None:  # the same image within the hour: free, instant, no API call
             await replies.send_image(previous.data, images.result_filename(job.filename, previous),
                                      messages.done_caption(0, cached=True, tr=tr))
-            await self.usage.delivered(job_id)
+            await self.usage.delivered(job_id, cached=True)
             return _Answered(previous, cached=True)
 
         if resumed is None or not resumed.counted:

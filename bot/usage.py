@@ -233,9 +233,11 @@ class UsageStore:
         return Image(data=bytes(row["data"]), format=row["format"], width=row["width"], height=row["height"],
                      sha256=row["result_sha256"] or hashlib.sha256(row["data"]).hexdigest())
 
-    async def delivered(self, job_id: int) -> None:
-        """The answer reached the chat: a restart from here on closes the row and sends nothing again."""
-        await self.db.execute("UPDATE jobs SET delivered_at = ? WHERE id = ?", (time.time(), job_id))
+    async def delivered(self, job_id: int, *, cached: bool = False) -> None:
+        """The answer reached the chat: a restart from here on closes the row and sends nothing again. A cache
+        answer is marked now, so /usage typed right after it already says it came free."""
+        await self.db.execute("UPDATE jobs SET delivered_at = ?, cached = ? WHERE id = ?",
+                              (time.time(), int(cached), job_id))
 
     async def unfinished(self, platform: str) -> list[StoredJob]:
         """The platform's jobs that a stop or a crash left queued or running, oldest first."""
@@ -289,7 +291,7 @@ class UsageStore:
         query = f"""
             SELECT {columns},
                    COUNT(*) FILTER (WHERE counted = 1 AND state IN ('running', 'done') AND created_at >= ?) AS today,
-                   COUNT(*) FILTER (WHERE cached = 1 AND state = 'done' AND created_at >= ?) AS cached_today,
+                   COUNT(*) FILTER (WHERE cached = 1 AND state IN ('running', 'done') AND created_at >= ?) AS cached_today,
                    COUNT(*) FILTER (WHERE state = 'done' AND unchanged = 0 AND created_at >= ?) AS last_30_days,
                    COUNT(*) FILTER (WHERE state = 'done' AND unchanged = 0) AS all_time,
                    COUNT(*) FILTER (WHERE state = 'done' AND unchanged = 1) AS unchanged,

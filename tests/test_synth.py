@@ -5,6 +5,8 @@ Everything here runs on procedural photos, Pillow's built-in font and drawn logo
 
 from __future__ import annotations
 
+import importlib.util
+
 import subprocess
 import sys
 from pathlib import Path
@@ -203,7 +205,9 @@ def test_every_clean_kind_has_images_in_val_and_test(split: str) -> None:
     if split == "val" and not counts["grey"]:
         pytest.skip("scikit-image ([train] extra) and opencv-doc bring val's greyscale photos")
     assert all(counts.values()), counts
-    assert counts["photo"] >= 14 and counts["scenetext"] >= 6
+    # scikit-image (the [train] extra) brings two of val's six real-text photos.
+    scenes = 6 if split == "test" or importlib.util.find_spec("skimage") else 4
+    assert counts["photo"] >= 14 and counts["scenetext"] >= scenes
 
 
 def test_the_train_split_has_several_hundred_photos_and_every_kind() -> None:

@@ -132,6 +132,7 @@ async def test_a_private_photo_comes_back_as_an_uncompressed_document_replying_t
     # PicWish got the bytes, never a Telegram URL; the job is recorded.
     assert [t.source for t in fake.tasks.values()] == ["file"]
     assert all(TOKEN not in str(r.headers) + str(r.query) + str(r.form) for r in fake.requests)
+    await tg.wait_for(lambda: rows(tg_settings)[0]["state"] != "running", what="the job's row to close")
     [row] = rows(tg_settings)
     assert (row["platform"], row["chat_id"], row["state"]) == ("telegram", str(chat["id"]), "done")
 
