@@ -20,7 +20,8 @@ import pytest
 from PIL import Image, ImageDraw
 
 from bot.engine import text
-from bot.engine.mark import DEFAULT_SEGMENTER, MarkEngine
+from bot.engine import mark
+from bot.engine.mark import FINDER, SEGMENTER, MarkEngine
 from bot.engine.text import DEFAULT_MODEL, TextEngine
 from bot.errors import EngineBroken, RemovalFailed
 from tests.watermarks import add_text_watermark, encode, photo, text_font
@@ -365,13 +366,16 @@ def test_wrong_arrays_are_refused(any_engine: Engine, bad: np.ndarray) -> None:
         any_engine.clean(bad)
 
 
-def test_the_segmenter_ships_with_the_package_and_its_note() -> None:
+def test_both_networks_ship_with_the_package_and_their_notes() -> None:
     import json
 
-    note = json.loads(DEFAULT_SEGMENTER.with_suffix(".json").read_text())
-    assert DEFAULT_SEGMENTER.is_file() and DEFAULT_SEGMENTER.stat().st_size <= 10_000_000
-    assert note["params"] <= 2_000_000 and note["minutes"] <= 90
-    assert {"data", "config", "steps", "machine"} <= set(note)
+    assert mark.DEFAULT_MODEL == FINDER  # v2 is what the bot uses; v1 stays for the benchmark
+    for path in (FINDER, SEGMENTER):
+        note = json.loads(path.with_suffix(".json").read_text())
+        assert path.is_file() and path.stat().st_size <= 20_000_000
+        assert note["params"] <= 4_000_000
+        assert {"data", "config", "steps", "machine"} <= set(note)
+    assert json.loads(FINDER.with_suffix(".json").read_text())["pretrained"]["licence"] == "Apache-2.0"
 
 
 @pytest.mark.parametrize("load", LOADERS.values(), ids=list(LOADERS))
@@ -395,7 +399,7 @@ def test_a_corrupt_model_is_engine_broken(tmp_path: Path, content: bytes, load) 
 
 def test_a_truncated_segmenter_is_engine_broken(tmp_path: Path) -> None:
     path = tmp_path / "segmenter.onnx"
-    path.write_bytes(DEFAULT_SEGMENTER.read_bytes()[: DEFAULT_SEGMENTER.stat().st_size // 2])
+    path.write_bytes(FINDER.read_bytes()[: FINDER.stat().st_size // 2])
 
     with pytest.raises(EngineBroken, match="cannot load"):
         MarkEngine.load(path)

@@ -175,21 +175,20 @@ def test_an_exported_network_unfolds_into_the_same_network_with_batch_norms_to_t
 
 def test_the_shipped_weights_are_the_shipped_network() -> None:
     torch = pytest.importorskip("torch")
-    from bot.engine.mark import DEFAULT_SEGMENTER
+    from bot.engine.mark import SEGMENTER
     from bot.lab.model import LiteUNet
     from bot.lab.unfold import largest_difference
 
-    saved = torch.load(DEFAULT_SEGMENTER.with_suffix(".pt"), weights_only=False)
+    saved = torch.load(SEGMENTER.with_suffix(".pt"), weights_only=False)
     net = LiteUNet(saved["config"]["width"])
     net.load_state_dict(saved["model"])
 
-    assert largest_difference(DEFAULT_SEGMENTER, net) <= 1e-4
+    assert largest_difference(SEGMENTER, net) <= 1e-4
 
 
 def test_the_shipped_finder_loads_as_a_probability_graph_beside_the_segmenter() -> None:
-    from bot.engine.mark import DEFAULT_SEGMENTER
+    from bot.engine.mark import FINDER as finder
 
-    finder = DEFAULT_SEGMENTER.with_name("finder.onnx")
     note = json.loads(finder.with_suffix(".json").read_text())
     assert note["kind"] == "probability" and note["pretrained"]["licence"] == "Apache-2.0"
     seen = Segmenter.load(finder, threads=1).predict(np.full((90, 130, 3), 200, np.uint8))

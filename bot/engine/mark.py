@@ -61,11 +61,16 @@ from bot.engine.textmask import Region, joined
 from bot.engine.unblend import (CHANGED, FIT_SAMPLES, MIN_CONTRAST, MIN_EXPLAINED, MIN_OPACITY, coverage, fill_opaque,
                                 fit_blend, invert, one_colour, standing_out)
 
-__all__ = ["DEFAULT_SEGMENTER", "MarkEngine", "Marks"]
+__all__ = ["DEFAULT_MODEL", "FINDER", "SEGMENTER", "MarkEngine", "Marks"]
 
 log = logging.getLogger(__name__)
 
-DEFAULT_SEGMENTER = Path(__file__).parent / "models" / "segmenter.onnx"
+# v2, what the bot uses: an EfficientNet-Lite0 finder fine-tuned from ImageNet weights (bot.lab.finetune), which
+# finds more of the marks and touches far fewer clean images of every kind on val than v1 (docs/engine.md).
+FINDER = Path(__file__).parent / "models" / "finder.onnx"
+# v1: the LiteUNet trained from scratch (bot.lab.train), kept for `unmark bench engine` to compare against.
+SEGMENTER = Path(__file__).parent / "models" / "segmenter.onnx"
+DEFAULT_MODEL = FINDER
 DEFAULT_THREADS = 2
 
 MARK_PROBABILITY = 0.8  # a proxy pixel is part of a mark above this probability (chosen on the val split)
@@ -308,6 +313,10 @@ def _clean_tile(tile: np.ndarray, marks: Marks, y0: int, x0: int, sy: float, sx:
     background = upsample(marks.background, y0, x0, h, w, sy, sx)
     marked = tile.astype(np.float32)
     alpha = opacity * coverage(marked, background, colour, opacity)
+    # A lone covered pixel is the photo's own speck that happens to lie towards the mark's colour, not ink: a stroke
+    # is never one pixel wide and tall (without this a finder's stray belief left single wrong pixels).
+    stroke = (alpha > CHANGED).astype(np.uint8)
+    alpha[(stroke > 0) & (cv2.boxFilter(stroke, -1, (3, 3), normalize=False, borderType=cv2.BORDER_CONSTANT) <= 1)] = 0
     fill = upsample(marks.fill.astype(np.uint8), y0, x0, h, w, sy, sx, nearest) > 0
     if fill.any():
         fill = _ink(marked, background, fill)
@@ -351,7 +360,7 @@ class MarkEngine:
              ) -> MarkEngine:
         """Open the segmenter (and the text engine's detector unless text=False); a missing or corrupt model
         raises EngineBroken with a clear detail."""
-        path = Path(model_path) if model_path is not None else DEFAULT_SEGMENTER
+        path = Path(model_path) if model_path is not None else DEFAULT_MODEL
         started = time.perf_counter()
         engine = cls(Segmenter.load(path, threads=threads), TextEngine.load(threads=threads) if text else None)
         log.info("mark engine loaded from %s in %.2f s", path, time.perf_counter() - started)

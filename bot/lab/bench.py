@@ -30,7 +30,7 @@ import cv2
 import numpy as np
 
 from bot.lab import assets, metrics, synth
-from bot.engine.mark import MarkEngine
+from bot.engine.mark import SEGMENTER, MarkEngine
 from bot.lab.synth import MARKED_FAMILIES, UNMARKED_FAMILIES, Sample, synthesize
 from bot.engine.text import TextEngine
 
@@ -117,18 +117,16 @@ METHODS: dict[str, Callable[[], Method]] = {
     "oracle_telea": lambda: _oracle_telea,
     "oracle_ns": lambda: _oracle(_opencv(cv2.INPAINT_NS)),  # Navier-Stokes, the other inpainter OpenCV ships
     "text_engine": lambda: _cleaner(TextEngine.load),  # the first engine: PP-OCR text lines, inpainted
-    "mark_network": lambda: _cleaner(lambda: MarkEngine.load(text=False)),  # the segmenter and un-blending alone
-    "mark_engine": lambda: _cleaner(MarkEngine.load),  # ...then the text engine's pass: the bot's engine
+    # v1: the LiteUNet trained from scratch (bot/engine/models/segmenter.onnx), alone and with the text pass
+    "mark_network_v1": lambda: _cleaner(lambda: MarkEngine.load(SEGMENTER, text=False)),
+    "mark_engine_v1": lambda: _cleaner(lambda: MarkEngine.load(SEGMENTER)),
+    # v2, the bot's engine: the finder fine-tuned from ImageNet weights (finder.onnx), alone and with the text pass
+    "mark_network": lambda: _cleaner(lambda: MarkEngine.load(text=False)),
+    "mark_engine": lambda: _cleaner(MarkEngine.load),
 }
 if hasattr(cv2, "xphoto"):  # only with opencv-contrib, which the project does not install (docs/engine.md)
     METHODS["oracle_fsr_fast"] = lambda: _oracle(_fsr(cv2.xphoto.INPAINT_FSR_FAST))
     METHODS["oracle_fsr_best"] = lambda: _oracle(_fsr(cv2.xphoto.INPAINT_FSR_BEST))
-# A finder fine-tuned from pretrained weights (bot.lab.finetune, issue 25), when one is committed beside the
-# segmenter: the same engine with it in place of the segmenter, to weigh the two ("v2") before switching.
-FINDER = Path(__file__).resolve().parents[1] / "engine" / "models" / "finder.onnx"
-if FINDER.is_file():
-    METHODS["mark_network_v2"] = lambda: _cleaner(lambda: MarkEngine.load(FINDER, text=False))
-    METHODS["mark_engine_v2"] = lambda: _cleaner(lambda: MarkEngine.load(FINDER))
 
 
 @dataclass(frozen=True, slots=True)
