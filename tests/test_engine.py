@@ -19,8 +19,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from bot.engine import text
-from bot.engine import mark
+from bot.engine import mark, text
 from bot.engine.mark import FINDER, SEGMENTER, MarkEngine
 from bot.engine.text import DEFAULT_MODEL, TextEngine
 from bot.errors import EngineBroken, RemovalFailed

@@ -11,7 +11,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bot.engine.segmenter import MULTIPLE, PROXY_MAX_SIDE, Segmenter, proxy_size, to_input
+from bot.engine.segmenter import (
+    MULTIPLE,
+    PROXY_MAX_SIDE,
+    Segmenter,
+    proxy_size,
+    to_input,
+)
 from bot.errors import EngineBroken
 
 

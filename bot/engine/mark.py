@@ -55,11 +55,29 @@ import numpy as np
 from bot.engine import inpaint, tiled
 from bot.engine.progress import Progress
 from bot.engine.rgb import as_rgb
-from bot.engine.segmenter import MIN_AREA, PROXY_MAX_SIDE, Segmentation, Segmenter, to_input, upsample
+from bot.engine.segmenter import (
+    MIN_AREA,
+    PROXY_MAX_SIDE,
+    Segmentation,
+    Segmenter,
+    to_input,
+    upsample,
+)
 from bot.engine.text import TextEngine
 from bot.engine.textmask import Region, joined
-from bot.engine.unblend import (CHANGED, FIT_SAMPLES, MIN_CONTRAST, MIN_EXPLAINED, MIN_OPACITY, coverage, fill_opaque,
-                                fit_blend, invert, one_colour, standing_out)
+from bot.engine.unblend import (
+    CHANGED,
+    FIT_SAMPLES,
+    MIN_CONTRAST,
+    MIN_EXPLAINED,
+    MIN_OPACITY,
+    coverage,
+    fill_opaque,
+    fit_blend,
+    invert,
+    one_colour,
+    standing_out,
+)
 
 __all__ = ["DEFAULT_MODEL", "FINDER", "SEGMENTER", "MarkEngine", "Marks"]
 

@@ -29,10 +29,10 @@ from typing import Literal
 import cv2
 import numpy as np
 
-from bot.lab import assets, metrics, synth
 from bot.engine.mark import SEGMENTER, MarkEngine
-from bot.lab.synth import MARKED_FAMILIES, UNMARKED_FAMILIES, Sample, synthesize
 from bot.engine.text import TextEngine
+from bot.lab import assets, metrics, synth
+from bot.lab.synth import MARKED_FAMILIES, UNMARKED_FAMILIES, Sample, synthesize
 
 __all__ = ["BACKDROPS", "FAMILIES", "KIND_N", "METHODS", "NEGATIVE_KINDS", "NO_MARK_FAMILIES", "SEED", "SETS", "Case",
            "Method", "Result", "Score", "backdrop_set", "build_cases", "held_out_set", "kind_cases", "kind_groups",
