@@ -368,11 +368,13 @@ def test_lettering_on_a_plate_is_inpainted_once_the_plate_is_un_blended(letters:
         assert error(out, plate > 0) < 1.03 * error(plain, plate > 0)
 
 
-@pytest.mark.parametrize(("top", "left", "stamp"), [(540, 630, True), (270, 320, False)])
-def test_a_doubted_mark_with_text_in_it_is_a_stamp_only_in_a_corner(top: int, left: int, stamp: bool) -> None:
+@pytest.mark.parametrize(("top", "left", "stamp", "peak"),
+                         [(540, 630, True, 0.995), (540, 630, True, 1.0), (270, 320, False, 0.995)])
+def test_a_mark_with_text_in_it_is_a_stamp_only_in_a_corner(top: int, left: int, stamp: bool, peak: float) -> None:
     # A name of several colours at 0.995 probability: no mark on its own (MIN_PEAK). Where the OCR detector reads
     # a text line over it, in a corner it is a stamp and inpainted; in the middle of the photo it is text the
-    # network doubts, a sign as likely as a mark, and left alone.
+    # network doubts, a sign as likely as a mark, and left alone. A stamp the network is sure of is inpainted as
+    # well, though no one colour explains it (as a mark elsewhere it would be no blend, and left as it is).
     clean = _photo(600, 900, seed=16)
     alpha = np.zeros((600, 900), np.float32)
     alpha[top : top + 60, left : left + 260] = _text_alpha(60, 260, 0.8, "Studio Nord", scale=1.2)
@@ -381,12 +383,12 @@ def test_a_doubted_mark_with_text_in_it_is_a_stamp_only_in_a_corner(top: int, le
     marked = blend(clean, alpha, colours)
     truth = alpha > 0.02
     seen = _truth_segmentation(marked, alpha, (128, 128, 128), side=320)
-    seen = seen._replace(mask=seen.mask * 0.995)
+    seen = seen._replace(mask=seen.mask * peak)
     ph, pw = seen.mask.shape
     lines = np.zeros((ph, pw), bool)
     lines[top * ph // 600 : (top + 60) * ph // 600 + 1, left * pw // 900 : (left + 260) * pw // 900 + 1] = True
 
-    assert mark.find_marks(seen, marked).empty  # without the detector's lines
+    assert mark.find_marks(seen, marked).empty  # without the detector's lines: a doubted mark, or no blend
     marks = mark.find_marks(seen, marked, lines)
     out = mark.remove(marked, marks)
 
