@@ -331,43 +331,6 @@ def test_a_filled_mark_takes_the_part_the_network_is_less_sure_of_too() -> None:
     assert error < np.abs(marked[lower].astype(float) - clean[lower]).mean() / 2
 
 
-def _stamp(letters: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """(clean, marked, plate, ink): a see-through dark plate over a textured photo, with a name on it in white."""
-    clean = _photo(600, 900, seed=15)
-    plate = np.zeros((600, 900), np.float32)
-    plate[220:380, 150:750] = 0.5
-    canvas = np.zeros((600, 900), np.uint8)
-    cv2.putText(canvas, "(c) NAME", (200, 330), cv2.FONT_HERSHEY_DUPLEX, 3.0, 255, 6, cv2.LINE_AA)
-    name = canvas.astype(np.float32) / 255 * 0.95 * letters
-    marked = blend(blend(clean, plate, (20, 20, 20)), name, (250, 250, 250))
-    return clean, marked, plate, canvas > 5
-
-
-@pytest.mark.parametrize("letters", [True, False])
-def test_lettering_on_a_plate_is_inpainted_once_the_plate_is_un_blended(letters: bool,
-                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
-    # One colour explains the plate, which is un-blended; the name on it, which that leaves standing out (starker
-    # than before), is inpainted from the restored plate around it. A bare plate over the same textured photo is
-    # un-blended alone: its texture, and B's guesses in so big a hole, are not taken for lettering.
-    clean, marked, plate, ink = _stamp(letters)
-
-    marks = mark.find_marks(_truth_segmentation(marked, plate, (20, 20, 20), side=320), marked)
-    out = mark.remove(marked, marks)
-
-    def error(a: np.ndarray, where: np.ndarray) -> float:
-        return float(np.abs(a[where].astype(float) - clean[where]).mean())
-
-    bare = (plate > 0) & ~cv2.dilate(ink.astype(np.uint8), np.ones((9, 9), np.uint8)).astype(bool)
-    assert marks.plates.any() and not marks.fill.any()
-    assert error(out, bare) < error(marked, bare) / 4  # the plate is un-blended, not invented
-    assert error(out, ink) < 20  # the name is gone: un-blending alone leaves it at 124 levels off
-    if not letters:
-        monkeypatch.setattr(unblend, "ON_PLATE", np.inf)  # un-blending the plate and nothing more
-        plain = mark.remove(marked, marks)
-        assert np.all(out == plain, axis=-1)[plate > 0].mean() > 0.97
-        assert error(out, plate > 0) < 1.03 * error(plain, plate > 0)
-
-
 @pytest.mark.parametrize(("top", "left", "stamp", "peak"),
                          [(540, 630, True, 0.995), (540, 630, True, 1.0), (270, 320, False, 0.995)])
 def test_a_mark_with_text_in_it_is_a_stamp_only_in_a_corner(top: int, left: int, stamp: bool, peak: float) -> None:

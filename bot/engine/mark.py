@@ -24,9 +24,7 @@
    to 10000 x 10000 and time follows the marks' area), each pixel's snapped coverage gives its opacity; the
    blend is inverted below unblend.FEATHER_FROM, inpainted at OPAQUE and above, and mixed in between so the seam
    does not show. A mark to inpaint is inpainted only where it is: its ink (the pixels that differ from B) and
-   INK_REACH px around it, not the gaps between its letters. Deep inside a wide un-blended mark (a stamp's
-   see-through plate, PLATE_DEPTH), what still stands out once the plate is un-blended is the name or icon drawn
-   on it in another colour, and is inpainted the same way. Only pixels whose opacity exceeds CHANGED, or that
+   INK_REACH px around it, not the gaps between its letters. Only pixels whose opacity exceeds CHANGED, or that
    are inpainted, are written; every other pixel is copied exactly.
 4. The text engine (bot.engine.text, the PP-OCR detector; it reads the original image once, before step 2, as
    its lines vouch for stamps) then removes, as that engine does (un-blending them as step 3 does where one colour
@@ -78,7 +76,6 @@ from bot.engine.unblend import (
     fit_blend,
     invert,
     one_colour,
-    standing_out,
 )
 
 __all__ = ["DEFAULT_MODEL", "FINDER", "SEGMENTER", "MarkEngine", "Marks"]
@@ -111,12 +108,10 @@ REPEAT_SIZES = 3.0  # a faint repeat needs an area within this factor of the sur
 # B and be this opaque, or it is left alone; below unblend.MIN_ONE_COLOUR it is a blend of several colours and is
 # inpainted instead...
 MAX_FILL = 0.15  # ...unless it covers more than this fraction of the proxy: then it is left alone (val scores
-# alike from 0.05 up; at 12 MP one false mark filled a fifth of a photo)
+# alike from 0.05 up; at 12 MP one false mark of v1's filled a fifth of a photo; v2 on val reaches it nowhere, and it
+# stays as the bound on what one false mark can do)
 GROUP_GAP = 0.03  # of the proxy's short side: pieces closer than this are one mark (letters of a word, repeats)
 INK_REACH = 2  # px around a filled mark's ink that are filled too: its soft rim (val: 1 and 2 alike, 3 worse)
-PLATE_DEPTH = 6  # proxy px: an un-blended mark this far inside is a plate, not a stroke (val: 3-6 alike on marks,
-# 6 leaves its pages of real text as they were)
-# On a plate, lettering stands out of B once un-blended: unblend.standing_out (ON_PLATE, PLATE_SPREAD).
 TILE_HOLE_PIXELS = 150_000  # Telea costs ~1 us per hole pixel: bigger holes in a tile are filled at a lower scale
 TILE = 1024  # full-resolution px per tile side
 TILE_MARGIN = 16  # px of context around a tile for inpainting; only the tile itself is written
@@ -136,7 +131,6 @@ class Marks:
     colour: np.ndarray  # hxwx3 float32 0..255: each mark's fitted colour W on its region
     opacity: np.ndarray  # hxw float32: each un-blended mark's fitted opacity A on its region, 0 elsewhere
     count: int  # how many marks (groups of nearby pieces)
-    plates: np.ndarray  # hxw bool: at least PLATE_DEPTH inside an un-blended mark, where lettering may lie on it
 
     @property
     def empty(self) -> bool:
@@ -150,7 +144,7 @@ class Marks:
 
 def _no_marks(h: int, w: int) -> Marks:
     return Marks(np.zeros((h, w), bool), np.zeros((h, w, 3), np.float32), np.zeros((h, w, 3), np.float32),
-                 np.zeros((h, w), np.float32), 0, np.zeros((h, w), bool))
+                 np.zeros((h, w), np.float32), 0)
 
 
 def find_marks(seen: Segmentation, rgb: np.ndarray, lines: np.ndarray | None = None) -> Marks:
@@ -184,7 +178,7 @@ def find_marks(seen: Segmentation, rgb: np.ndarray, lines: np.ndarray | None = N
     small = areas < LARGE_MARK * h * w
     small[0] = False
     repeats = np.count_nonzero(small) >= REPEATS
-    # A mark needs a core the segmenter is sure of; the repeats of a tiled mark are faint, and sure repeats vouch
+    # A mark needs a core the finder is sure of; the repeats of a tiled mark are faint, and sure repeats vouch
     # for the others of about their size (a star field's or a texture's specks vary more).
     peaks = np.zeros(count, np.float32)
     np.maximum.at(peaks, groups[marked], seen.mask[marked])
@@ -202,7 +196,6 @@ def find_marks(seen: Segmentation, rgb: np.ndarray, lines: np.ndarray | None = N
     colour = np.zeros((h, w, 3), np.float32)
     opacity = np.zeros((h, w), np.float32)
     fill = np.zeros((h, w), bool)
-    unblended = np.zeros((h, w), bool)
     kept = 0
     for group in np.flatnonzero(sure):
         x, y, bw, bh = boxes[group, :4]
@@ -227,7 +220,6 @@ def find_marks(seen: Segmentation, rgb: np.ndarray, lines: np.ndarray | None = N
             continue
         colour[box][own] = blend.colour
         opacity[box][own] = blend.opacity
-        unblended[box] |= core
         kept += 1
     if not kept:
         return _no_marks(h, w)
@@ -239,7 +231,7 @@ def find_marks(seen: Segmentation, rgb: np.ndarray, lines: np.ndarray | None = N
             wider = inpaint.fill(image, (hole.astype(bool) | _dilate(grown, 1)).astype(np.uint8)).astype(np.float32)
             background[grown] = wider[grown]
             fill |= grown
-    return Marks(fill, background, colour, opacity, kept, ~_dilate(~unblended, PLATE_DEPTH))
+    return Marks(fill, background, colour, opacity, kept)
 
 
 def _corner_stamps(boxes: np.ndarray, groups: np.ndarray, texted: np.ndarray, areas: np.ndarray) -> np.ndarray:
@@ -342,16 +334,9 @@ def _clean_tile(tile: np.ndarray, marks: Marks, y0: int, x0: int, sy: float, sx:
     if fill.any():
         fill = _ink(marked, background, fill)
     changed = (alpha > CHANGED) | fill
-    plate = np.zeros_like(changed)
-    if marks.plates.any():  # most marks are strokes, not plates: their tiles need no plate plane upsampled
-        plate = upsample(marks.plates.astype(np.uint8), y0, x0, h, w, sy, sx, nearest) > 0
-    if not changed.any() and not plate.any():
+    if not changed.any():
         return tile, changed
     restored, _ = invert(marked, alpha, colour)
-    if plate.any():
-        # The name or icon drawn on a stamp's see-through plate in another colour.
-        fill = fill | (_dilate(standing_out(restored, background, plate), INK_REACH) & plate)
-        changed = changed | fill
     return fill_opaque(restored, alpha, fill, TILE_HOLE_PIXELS), changed
 
 

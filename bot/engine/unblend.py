@@ -53,11 +53,10 @@ MIN_EXPLAINED = 0.8  # a mark's one-colour blend must account for this share of 
 MIN_OPACITY = 0.04  # ...and be at least this opaque, or it is no blend at all
 MIN_ONE_COLOUR = 0.95  # below this share a mark is a blend of several colours and is inpainted instead
 FEATHER_FROM = 0.75  # from here up to OPAQUE the inversion is mixed with inpainting
-ON_PLATE = 30.0  # 0..255: what still stands out of B by more than this once un-blended is not the one colour's
-# (lettering on a stamp's plate; val: 20-50 alike)...
-PLATE_SPREAD = 6.0  # ...and by more than this many median absolute deviations of the pixels looked at (val: 3-6
-# alike, 10 finds nothing; under 6 more of a textured photo under a bare plate is taken for lettering:
-# tests/test_unblend.py)
+STANDS_OUT = 30.0  # 0..255: what still stands out of B by more than this once un-blended is not the one colour's
+# (an outline, a shadow, lettering on a plate; val: 20-50 alike)...
+STANDS_OUT_SPREAD = 6.0  # ...and by more than this many median absolute deviations of the pixels looked at (val:
+# 3-6 alike, 10 finds nothing; under 6 more of a textured photo under a see-through plate is taken for lettering)
 
 
 class Blend(NamedTuple):
@@ -171,8 +170,8 @@ def one_colour(blend: Blend) -> bool:
 
 def standing_out(restored: np.ndarray, background: np.ndarray, where: np.ndarray) -> np.ndarray:
     """The pixels of where (HxW bool) that its un-blending left standing out of B: what one colour does not take
-    off (a name or an icon drawn on a stamp's plate in another colour, which it may even make starker). They stand
-    out of B by more than ON_PLATE and than PLATE_SPREAD times the spread of the departures from B over where,
+    off (a text line's outline or shadow; a name drawn on a see-through plate in another colour, which it may even
+    make starker). They stand out of B by more than STANDS_OUT and than STANDS_OUT_SPREAD times the spread of the departures from B over where,
     which are the photo's texture and B's guesswork in a big hole."""
     departure = np.linalg.norm(restored - background, axis=-1)
     level = departure[where]
@@ -180,7 +179,7 @@ def standing_out(restored: np.ndarray, background: np.ndarray, where: np.ndarray
         return np.zeros_like(where)
     median = float(np.median(level))
     spread = float(np.median(np.abs(level - median)))
-    return where & (departure > max(ON_PLATE, median + PLATE_SPREAD * spread))
+    return where & (departure > max(STANDS_OUT, median + STANDS_OUT_SPREAD * spread))
 
 
 def fill_opaque(restored: np.ndarray, alpha: np.ndarray, fill: np.ndarray, max_hole_pixels: int) -> np.ndarray:
