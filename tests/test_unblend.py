@@ -381,3 +381,28 @@ def test_a_marks_fit_does_not_depend_on_the_other_marks_in_the_image() -> None:
     side = np.s_[:, pw // 2 :]
     assert one.count == 1 and two.count == 2
     assert np.array_equal(one.opacity[side], two.opacity[side]) and np.array_equal(one.colour[side], two.colour[side])
+
+
+@pytest.mark.parametrize("text_found", [False, True])
+def test_on_a_greyscale_photo_a_mark_must_be_text_the_detector_finds_too(text_found: bool) -> None:
+    # On a grey photo one grey explains any bright object as well as a mark (scikit-image's coins): a sure mark the
+    # OCR detector finds no text in is left alone there, and removed where it does.
+    grey = cv2.cvtColor(_photo(600, 900, seed=18), cv2.COLOR_RGB2GRAY)
+    clean = np.dstack([grey] * 3)
+    alpha = _text_alpha(600, 900, opacity=0.5)
+    marked = blend(clean, alpha, (255, 255, 255))
+    assert np.array_equal(marked[..., 0], marked[..., 2])
+    seen = _truth_segmentation(marked, alpha, (255, 255, 255), side=320)
+    lines = np.full(seen.mask.shape, text_found)
+
+    out = mark.remove(marked, mark.find_marks(seen, marked, lines))
+
+    truth = alpha > 0.02
+    if text_found:
+        error = np.abs(out[truth].astype(float) - clean[truth]).mean()
+        assert error < np.abs(marked[truth].astype(float) - clean[truth]).mean() / 3
+    else:
+        assert np.array_equal(out, marked)
+    # In colour the blend's fit vouches for the mark, text or not.
+    colour = blend(_photo(600, 900, seed=18), alpha, (255, 255, 255))
+    assert not mark.find_marks(_truth_segmentation(colour, alpha, (255, 255, 255), side=320), colour, lines).empty
