@@ -42,6 +42,7 @@ VARIANTS: dict[str, tuple[Patch, ...]] = {
     "no_sign_rule": ((text, "MIN_TEXTURE", 0.0),),  # words on a flat panel are filled too
     "no_backdrop": ((text, "_on_a_backdrop", lambda *_a, **_k: False),),  # a backdrop counts as a panel
     "no_page_rule": ((text, "MAX_LINES", 10**9),),  # pages and screens get a text pass
+    "one_colour_0.7": ((text, "MIN_ONE_COLOUR", 0.7),),  # lines one colour explains less well are un-blended
     "belief_0.2": ((text, "MIN_BELIEF", 0.2),),
     "belief_0.5": ((text, "MIN_BELIEF", 0.5),),
     "belief_0.65": ((text, "MIN_BELIEF", 0.65),),
