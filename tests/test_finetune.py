@@ -19,7 +19,7 @@ pytest.importorskip("onnx")
 
 
 def _exported(tmp_path: Path, arch: str) -> tuple[object, Path]:
-    from bot.lab import finetune
+    from bot.lab import finetune, train
 
     config = finetune.FinetuneConfig(arch=arch, steps=1)
     torch.manual_seed(3)
@@ -27,7 +27,7 @@ def _exported(tmp_path: Path, arch: str) -> tuple[object, Path]:
     with torch.no_grad():  # move the weights off their start, so a graph that ignored them would not match
         for p in net.parameters():
             p.add_(0.01 * torch.randn_like(p))
-    finetune._save(tmp_path / "checkpoint.pt", net, torch.optim.AdamW(net.parameters()), config, 1, 1.0)
+    train._save(tmp_path / "checkpoint.pt", net, torch.optim.AdamW(net.parameters()), config, 1, 1.0)
     return net.eval(), finetune.export(tmp_path)
 
 

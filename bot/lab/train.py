@@ -212,16 +212,44 @@ def train(out: Path, config: Config, *, resume: bool = False) -> Path:
     step, elapsed = 0, 0.0
     checkpoint = out / "checkpoint.pt"
     if resume and checkpoint.is_file():
-        state = torch.load(checkpoint, weights_only=False)
-        net.load_state_dict(state["model"])
-        optimiser.load_state_dict(state["optimiser"])
-        step, elapsed = state["step"], state["elapsed"]
-        torch.set_rng_state(state["torch_rng"])
-        _log(out, f"resumed at step {step} after {elapsed / 60:.1f} min")
+        step, elapsed = _restore(checkpoint, net, optimiser)
     else:
         if config.init is not None:
             net.load_state_dict(torch.load(config.init, weights_only=False)["model"])
         _log(out, f"start {json.dumps(asdict(config))}; params {count_parameters(net)}; widths {net.widths}")
+    run_steps(out, net, optimiser, config, step, elapsed, lr=config.lr, channels_last=True)
+    return export(out)
+
+
+def saved_config(out: Path, steps: int | None, minutes: float | None) -> dict[str, object] | None:
+    """The config of the run checkpointed in out/, None without one: its shape (seed, width, batch, ...) comes
+    from the checkpoint, and the budgets given now, if any, replace its own (so a resumed run may be extended)."""
+    checkpoint = out / "checkpoint.pt"
+    if not checkpoint.is_file():
+        return None
+    saved: dict[str, object] = torch.load(checkpoint, weights_only=False)["config"]
+    saved.update({k: v for k, v in (("steps", steps), ("minutes", minutes)) if v is not None})
+    return saved
+
+
+def _restore(checkpoint: Path, net: torch.nn.Module, optimiser: torch.optim.Optimizer) -> tuple[int, float]:
+    """Load a checkpoint into net, optimiser and torch's RNG; returns the (step, elapsed seconds) it was saved at."""
+    state = torch.load(checkpoint, weights_only=False)
+    net.load_state_dict(state["model"])
+    optimiser.load_state_dict(state["optimiser"])
+    torch.set_rng_state(state["torch_rng"])
+    _log(checkpoint.parent, f"resumed at step {state['step']} after {state['elapsed'] / 60:.1f} min")
+    return state["step"], state["elapsed"]
+
+
+def run_steps(out: Path, net: torch.nn.Module, optimiser: torch.optim.Optimizer, config: Config, step: int,
+              elapsed: float, *, lr: float, channels_last: bool = False, clip: float | None = None) -> None:
+    """The training loop both trainers share (this module's and bot.lab.finetune's): synthetic batches from `step`
+    on, each optimiser group at lr times its "scale" (1 without one) on _lr_factor's schedule, until config.steps
+    or config.minutes run out; a log line every config.log_every steps, out/checkpoint.pt every
+    CHECKPOINT_MINUTES and at the end. channels_last: the batches in the memory format the net was moved to;
+    clip: the gradients' largest norm, if any."""
+    checkpoint = out / "checkpoint.pt"
     loader = DataLoader(SyntheticBatches(config, step), batch_size=None, num_workers=config.workers,
                         persistent_workers=config.workers > 0, prefetch_factor=2 if config.workers else None)
     net.train()
@@ -236,12 +264,14 @@ def train(out: Path, config: Config, *, resume: bool = False) -> Path:
         if max(budget) >= 1:
             break
         for group in optimiser.param_groups:
-            group["lr"] = config.lr * _lr_factor(step, max(budget))
+            group["lr"] = lr * group.get("scale", 1.0) * _lr_factor(step, max(budget))
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=config.bf16):
-            heads = net(image.contiguous(memory_format=torch.channels_last))
+            heads = net(image.contiguous(memory_format=torch.channels_last) if channels_last else image)
         parts = losses({name: head.float() for name, head in heads.items()}, alpha, colour)
         optimiser.zero_grad(set_to_none=True)
         parts["total"].backward()
+        if clip is not None:
+            torch.nn.utils.clip_grad_norm_(net.parameters(), clip)
         optimiser.step()
         step += 1
         images_since_log += image.shape[0]
@@ -250,17 +280,17 @@ def train(out: Path, config: Config, *, resume: bool = False) -> Path:
         if step % config.log_every == 0:
             now = time.perf_counter()
             means = " ".join(f"{k} {v / config.log_every:.4f}" for k, v in totals.items())
-            _log(out, f"step {step} min {elapsed / 60:.1f} lr {optimiser.param_groups[0]['lr']:.2e} {means} "
+            # The last group's rate: the only one here, the decoder's (scale 1) in a fine-tune.
+            _log(out, f"step {step} min {elapsed / 60:.1f} lr {optimiser.param_groups[-1]['lr']:.2e} {means} "
                       f"img/s {images_since_log / (now - last_log):.1f}")
             totals, images_since_log, last_log = {}, 0, now
         if time.perf_counter() - last_save > 60 * CHECKPOINT_MINUTES:
             _save(checkpoint, net, optimiser, config, step, time.perf_counter() - started)
             last_save = time.perf_counter()
     _save(checkpoint, net, optimiser, config, step, time.perf_counter() - started)
-    return export(out)
 
 
-def _save(path: Path, net: LiteUNet, optimiser: torch.optim.Optimizer, config: Config, step: int,
+def _save(path: Path, net: torch.nn.Module, optimiser: torch.optim.Optimizer, config: Config, step: int,
           elapsed: float) -> None:
     """Write atomically (temp file then rename), so a kill mid-save keeps the previous checkpoint."""
     state = {"model": net.state_dict(), "optimiser": optimiser.state_dict(), "config": asdict(config),
@@ -373,11 +403,9 @@ def main(argv: list[str] | None = None) -> None:
         return
     if args.size % 32:
         parser.error("--size must be a multiple of 32")
-    if args.resume and (args.out / "checkpoint.pt").is_file():
-        saved = torch.load(args.out / "checkpoint.pt", weights_only=False)["config"]
-        # The run's shape (seed, width, batch) comes from the checkpoint; budgets may be extended.
-        saved.update({k: v for k, v in (("steps", args.steps), ("minutes", args.minutes)) if v is not None})
-        config = Config(**saved)
+    saved = saved_config(args.out, args.steps, args.minutes) if args.resume else None
+    if saved is not None:
+        config = Config(**saved)  # type: ignore[arg-type]
     else:
         config = Config(seed=args.seed, steps=args.steps, minutes=args.minutes, batch=args.batch, size=args.size,
                         width=args.width, lr=args.lr, threads=args.threads, workers=args.workers,
