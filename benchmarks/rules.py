@@ -31,8 +31,7 @@ VARIANTS: dict[str, tuple[Patch, ...]] = {
     "v2": (),
     # finding (bot.engine.mark, step 1)
     "no_peak": ((mark, "MIN_PEAK", 0.0),),  # every mark over MARK_PROBABILITY counts, sure core or not
-    "no_stamps": ((mark, "STAMP_PEAK", 2.0),),
-    "stamps_old": ((mark, "STAMPS_SURE", False), (mark, "STAMPS_FILLED", False)),  # corner stamps with text need the full MIN_PEAK
+    "no_stamps": ((mark, "STAMP_PEAK", 2.0),),  # corner stamps with text need the full MIN_PEAK
     "no_vouch": ((mark, "REPEAT_SIZES", 1e-9),),  # faint repeats are not vouched for by sure ones
     "no_tiled": ((tiled, "remove", lambda *_a, **_k: None),),  # no lattice step: repeats fitted as marks
     # removing (steps 2-3)
@@ -71,7 +70,8 @@ def line(name: str, summary: dict, set_name: str) -> str:
     if marked:
         cells.append("in mark %5.2f" % statistics.mean(summary[f][name]["psnr_w"] for f in marked))
         cells.append("whole %5.2f" % summary["all marked"][name]["psnr"])
-        cells.append("IoU %.3f recall %.3f" % (summary["all marked"][name]["iou"], summary["all marked"][name]["recall"]))
+        pooled = summary["all marked"][name]
+        cells.append("IoU %.3f recall %.3f" % (pooled["iou"], pooled["recall"]))
         cells.append(" ".join("%s %5.2f" % (f, summary[f][name]["psnr_w"]) for f in marked))
     kept = {g: summary[g][name] for g in summary if g in bench.NO_MARK_FAMILIES or g in bench.NEGATIVE_KINDS}
     if set_name == "signs" and "signs" in summary:

@@ -291,7 +291,8 @@ class UsageStore:
         query = f"""
             SELECT {columns},
                    COUNT(*) FILTER (WHERE counted = 1 AND state IN ('running', 'done') AND created_at >= ?) AS today,
-                   COUNT(*) FILTER (WHERE cached = 1 AND state IN ('running', 'done') AND created_at >= ?) AS cached_today,
+                   COUNT(*) FILTER (WHERE cached = 1 AND state IN ('running', 'done') AND created_at >= ?)
+                       AS cached_today,
                    COUNT(*) FILTER (WHERE state = 'done' AND unchanged = 0 AND created_at >= ?) AS last_30_days,
                    COUNT(*) FILTER (WHERE state = 'done' AND unchanged = 0) AS all_time,
                    COUNT(*) FILTER (WHERE state = 'done' AND unchanged = 1) AS unchanged,

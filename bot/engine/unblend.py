@@ -171,8 +171,8 @@ def one_colour(blend: Blend) -> bool:
 def standing_out(restored: np.ndarray, background: np.ndarray, where: np.ndarray) -> np.ndarray:
     """The pixels of where (HxW bool) that its un-blending left standing out of B: what one colour does not take
     off (a text line's outline or shadow; a name drawn on a see-through plate in another colour, which it may even
-    make starker). They stand out of B by more than STANDS_OUT and than STANDS_OUT_SPREAD times the spread of the departures from B over where,
-    which are the photo's texture and B's guesswork in a big hole."""
+    make starker). They stand out of B by more than STANDS_OUT and than STANDS_OUT_SPREAD times the spread of the
+    departures from B over where, which are the photo's texture and B's guesswork in a big hole."""
     departure = np.linalg.norm(restored - background, axis=-1)
     level = departure[where]
     if not level.size:

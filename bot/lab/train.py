@@ -168,7 +168,8 @@ def _window(alpha: np.ndarray, crop: int, rng: np.random.Generator) -> tuple[sli
 
 
 def losses(heads: dict[str, torch.Tensor], alpha: torch.Tensor, colour: torch.Tensor) -> dict[str, torch.Tensor]:
-    """The loss parts; "total" is what is minimised (the alpha and colour parts only for heads that have them). alpha N×1×H×W in [0, 1], colour N×3×H×W in [0, 1]."""
+    """The loss parts; "total" is what is minimised (the alpha and colour parts only for heads that have them).
+    alpha N×1×H×W in [0, 1], colour N×3×H×W in [0, 1]."""
     target = (alpha > MASK_THRESHOLD).float()
     logit = heads["mask"]
     bce = F.binary_cross_entropy_with_logits(logit, target)
